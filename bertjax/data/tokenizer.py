@@ -1,0 +1,220 @@
+"""WordPiece tokenization with the semantics of google-research/bert, on Hugging Face `tokenizers`.
+
+A BERT tokenizer is: BertNormalizer (clean control characters, space out CJK characters, and when
+uncased lowercase + strip accents) -> BertPreTokenizer (split on whitespace and punctuation) ->
+WordPiece ("##" continuation, [UNK] for words it cannot cover or longer than 100 characters) ->
+a post-processor adding [CLS] A [SEP] (type ids 0) and B [SEP] (type ids 1) for pairs.
+
+On disk a tokenizer is a `vocab.txt` (one token per line, line number = id; Google's and HF's
+format) and a `tokenizer.json` (the `tokenizers` serialisation), plus a `tokenizer_config.json`
+with `do_lower_case` so that `transformers.BertTokenizer(Fast).from_pretrained` agrees.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Iterable, Iterator
+
+import tokenizers
+from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+MAX_WORD_CHARS = 100  # google-research/bert's max_input_chars_per_word.
+
+
+class TokenizerError(ValueError):
+    """A tokenizer file that cannot be used; the message names the file and the problem."""
+
+
+def _normalizer(lowercase: bool) -> normalizers.Normalizer:
+    # google-research/bert strips accents exactly when it lowercases.
+    return normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
+                                      strip_accents=lowercase, lowercase=lowercase)
+
+
+def _finish(tok: tokenizers.Tokenizer, lowercase: bool, where: str) -> tokenizers.Tokenizer:
+    """Sets normalizer, pre-tokenizer, post-processor and decoder to BERT's."""
+    for special in ("[CLS]", "[SEP]", "[UNK]"):
+        if tok.token_to_id(special) is None:
+            raise TokenizerError(f"{where}: the vocabulary has no {special} token")
+    tok.normalizer = _normalizer(lowercase)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
+    tok.decoder = decoders.WordPiece(prefix="##")
+    # Special tokens written in the text stay whole, as in transformers.BertTokenizer.
+    tok.add_special_tokens([t for t in SPECIAL_TOKENS if tok.token_to_id(t) is not None])
+    return tok
+
+
+def read_vocab(path: str) -> dict[str, int]:
+    """vocab.txt (one token per line; the line number is its id) -> {token: id}."""
+    vocab: dict[str, int] = {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            for i, line in enumerate(f):
+                token = line.rstrip("\n").rstrip("\r")
+                if token in vocab:
+                    raise TokenizerError(
+                        f"{path}, line {i + 1}: token {token!r} repeats line {vocab[token] + 1}")
+                vocab[token] = i
+    except UnicodeDecodeError as e:
+        raise TokenizerError(f"{path}: not UTF-8 text ({e})") from None
+    if not vocab:
+        raise TokenizerError(f"{path}: the vocabulary is empty")
+    return vocab
+
+
+def from_vocab(vocab: dict[str, int], lowercase: bool, where: str = "vocab") -> tokenizers.Tokenizer:
+    """A BERT tokenizer over {token: id}."""
+    if "[UNK]" not in vocab:
+        raise TokenizerError(f"{where}: the vocabulary has no [UNK] token")
+    model = models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix="##",
+                             max_input_chars_per_word=MAX_WORD_CHARS)
+    return _finish(tokenizers.Tokenizer(model), lowercase, where)
+
+
+def _lowercase_from_vocab(vocab: Iterable[str]) -> bool:
+    """Uncased vocabularies hold no uppercase letters outside [SPECIAL] tokens."""
+    for token in vocab:
+        if token.startswith("[") and token.endswith("]"):
+            continue
+        if token.lower() != token:
+            return False
+    return True
+
+
+def _lowercase_from_name(path: str) -> bool | None:
+    name = os.path.basename(os.path.normpath(os.path.abspath(path))).lower()
+    if "uncased" in name:
+        return True
+    if "cased" in name:
+        return False
+    return None
+
+
+def _lowercase_config(directory: str) -> bool | None:
+    """do_lower_case from tokenizer_config.json (HF) or bertjax.json, if either says so."""
+    config = os.path.join(directory, "tokenizer_config.json")
+    if os.path.isfile(config):
+        try:
+            with open(config, encoding="utf-8") as f:
+                value = json.load(f).get("do_lower_case")
+        except (OSError, ValueError) as e:
+            raise TokenizerError(f"{config}: not valid JSON ({e})") from None
+        if isinstance(value, bool):
+            return value
+    meta = os.path.join(directory, "bertjax.json")
+    if os.path.isfile(meta):
+        try:
+            with open(meta, encoding="utf-8") as f:
+                value = json.load(f).get("tokenizer", {}).get("lowercase")
+        except (OSError, ValueError, AttributeError) as e:
+            raise TokenizerError(f"{meta}: not valid JSON ({e})") from None
+        if isinstance(value, bool):
+            return value
+    return None
+
+
+def tokenizer_lowercase(tok: tokenizers.Tokenizer) -> bool:
+    """Whether `tok` lowercases (reads its normalizer)."""
+    norm = json.loads(tok.to_str()).get("normalizer") or {}
+    return bool(norm.get("lowercase", False))
+
+
+def load_tokenizer(path: str, lowercase: bool | None = None) -> tokenizers.Tokenizer:
+    """A vocab.txt, a tokenizer.json, or a directory with either -> a BERT tokenizer.
+
+    lowercase: None guesses, in order, from tokenizer_config.json's do_lower_case, the
+    tokenizer.json normalizer, the directory name (uncased/cased), then the vocabulary (no
+    uppercase token -> uncased). A given value overrides all of these.
+    """
+    if os.path.isdir(path):
+        if lowercase is None:
+            lowercase = _lowercase_config(path)
+        json_path = os.path.join(path, "tokenizer.json")
+        if os.path.isfile(json_path):
+            return load_tokenizer(json_path, lowercase)
+        vocab_path = os.path.join(path, "vocab.txt")
+        if os.path.isfile(vocab_path):
+            return load_tokenizer(vocab_path, lowercase)
+        raise TokenizerError(f"{path}: no vocab.txt or tokenizer.json in this directory")
+    if not os.path.isfile(path):
+        raise TokenizerError(f"{path}: no such file")
+    if path.endswith(".json"):
+        try:
+            tok = tokenizers.Tokenizer.from_file(path)
+        except Exception as e:  # tokenizers raises its own Exception subclass.
+            raise TokenizerError(f"{path}: not a tokenizers JSON file ({e})") from None
+        if type(tok.model).__name__ != "WordPiece":
+            raise TokenizerError(
+                f"{path}: model is {type(tok.model).__name__}, bertjax needs WordPiece")
+        if lowercase is None:
+            lowercase = tokenizer_lowercase(tok)
+        return _finish(tok, lowercase, path)
+    vocab = read_vocab(path)
+    if lowercase is None:
+        directory = os.path.dirname(os.path.abspath(path))
+        lowercase = _lowercase_config(directory)
+        if lowercase is None:
+            lowercase = _lowercase_from_name(directory)
+    if lowercase is None:
+        lowercase = _lowercase_from_vocab(vocab)
+    return from_vocab(vocab, lowercase, path)
+
+
+def save_tokenizer(tok: tokenizers.Tokenizer, out_dir: str) -> None:
+    """Writes out_dir/{vocab.txt, tokenizer.json, tokenizer_config.json}."""
+    os.makedirs(out_dir, exist_ok=True)
+    vocab = tok.get_vocab(with_added_tokens=False)
+    by_id = sorted(vocab.items(), key=lambda kv: kv[1])
+    if [i for _, i in by_id] != list(range(len(by_id))):
+        raise TokenizerError("tokenizer ids are not contiguous from 0; cannot write vocab.txt")
+    with open(os.path.join(out_dir, "vocab.txt"), "w", encoding="utf-8") as f:
+        f.writelines(token + "\n" for token, _ in by_id)
+    tok.save(os.path.join(out_dir, "tokenizer.json"))
+    lowercase = tokenizer_lowercase(tok)
+    hf_config = {"tokenizer_class": "BertTokenizer", "do_lower_case": lowercase,
+                 "strip_accents": None, "tokenize_chinese_chars": True,
+                 "model_max_length": 512, "unk_token": "[UNK]", "sep_token": "[SEP]",
+                 "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"}
+    with open(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
+        json.dump(hf_config, f, indent=2)
+
+
+def _texts(files: list[str] | Iterator[str]) -> Iterator[str]:
+    if isinstance(files, (list, tuple)):
+        for path in files:
+            if not os.path.isfile(path):
+                raise TokenizerError(f"{path}: no such corpus file")
+            with open(path, encoding="utf-8", errors="replace") as f:
+                yield from f
+    else:
+        yield from files
+
+
+def train_wordpiece(files: list[str] | Iterator[str], vocab_size: int, lowercase: bool,
+                    out_dir: str, *, min_frequency: int = 1,
+                    limit_alphabet: int = 1000) -> tokenizers.Tokenizer:
+    """Trains a BERT WordPiece vocabulary and writes out_dir/vocab.txt and tokenizer.json.
+
+    files: a list of text-file paths, or any other iterable of text lines.
+    The special tokens come first: [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4.
+    """
+    if vocab_size <= len(SPECIAL_TOKENS):
+        raise TokenizerError(f"vocab_size={vocab_size} leaves no room beyond the special tokens")
+    tok = tokenizers.Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##",
+                                                max_input_chars_per_word=MAX_WORD_CHARS))
+    tok.normalizer = _normalizer(lowercase)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    trainer = trainers.WordPieceTrainer(
+        vocab_size=vocab_size, min_frequency=min_frequency, limit_alphabet=limit_alphabet,
+        special_tokens=list(SPECIAL_TOKENS), continuing_subword_prefix="##")
+    tok.train_from_iterator(_texts(files), trainer=trainer)
+    # Rebuild from the learnt vocabulary so a trained and a loaded tokenizer are the same object.
+    tok = from_vocab(tok.get_vocab(with_added_tokens=False), lowercase, "trained vocabulary")
+    save_tokenizer(tok, out_dir)
+    return tok
