@@ -50,3 +50,67 @@ def model_of_size(size: str, **overrides) -> ml_collections.ConfigDict:
     dims["intermediate_size"] = 4 * dims["hidden_size"]
     dims.update(overrides)
     return model(**dims)
+
+
+def optimizer(**overrides) -> ml_collections.ConfigDict:
+    """AdamW as BERT used it: linear warmup, then linear decay to 0 at num_train_steps."""
+    c = ml_collections.ConfigDict()
+    c.name = "adamw"  # adamw (decoupled weight decay, as BERT's AdamWeightDecay) | lamb.
+    c.learning_rate = 1e-4  # Peak learning rate, reached at the end of warmup.
+    c.schedule = "linear"  # After warmup: linear (to 0 at the end) | cosine | constant | rsqrt.
+    c.warmup_steps = 10000  # Linear warmup from 0 over this many updates.
+    c.b1 = 0.9  # Adam beta1.
+    c.b2 = 0.999  # Adam beta2.
+    c.eps = 1e-6  # Adam epsilon (BERT's 1e-6, not 1e-8).
+    c.weight_decay = 0.01  # Decoupled weight decay; never on LayerNorm params or biases.
+    c.grad_clip_norm = 1.0  # Clip the global gradient norm to this; 0 disables clipping.
+    c.grad_accum_steps = 1  # Micro-batches per update (lax.scan inside the step): one step = one update.
+    c.update(overrides)
+    return c
+
+
+# Logical parameter/activation axis -> mesh axes (t5x-style; see bertjax/sharding.py).
+LOGICAL_AXIS_RULES = (
+    ("batch", ("data", "fsdp")),  # Examples split over data-parallel and FSDP devices.
+    ("embed", "fsdp"),  # Hidden dim of weights: ZeRO-3-style parameter sharding.
+    ("embed_out", "tensor"),  # Output dim of the [D, D] pooler / MLM transform.
+    ("mlp", "tensor"),  # Feed-forward width: Megatron-style tensor parallelism.
+    ("heads", "tensor"),  # Attention heads: tensor parallelism.
+    ("vocab", "tensor"),  # Vocabulary rows of the (tied) word embeddings.
+    ("kv", None),  # Per-head dim: replicated.
+    ("layers", None),  # Stacked-layer axis under scan_layers: replicated.
+    ("length", None),  # Sequence axis of activations: replicated.
+)
+
+
+def mesh(**overrides) -> ml_collections.ConfigDict:
+    """Device mesh sizes; -1 on one axis takes the remaining devices. Default: pure data parallel."""
+    c = ml_collections.ConfigDict()
+    c.data = -1  # Data-parallel axis: batch split, parameters replicated.
+    c.fsdp = 1  # Fully-sharded data parallel: batch and parameters (embed dim) split.
+    c.tensor = 1  # Tensor parallel: mlp / heads / vocab dims split.
+    c.logical_axis_rules = LOGICAL_AXIS_RULES  # The rule table above; override with care.
+    c.update(overrides)
+    return c
+
+
+def pretraining(size: str = "tiny") -> ml_collections.ConfigDict:
+    """A full pretraining run config (MLM + NSP); configs/bert_*.py start from this."""
+    c = ml_collections.ConfigDict()
+    c.task = "pretraining"  # A name registered in bertjax/tasks (bertjax.tasks.base.get_task).
+    c.seed = 0  # Seeds parameter init, dropout and the data pipeline.
+    c.batch_size = 256  # Global batch (all hosts, all micro-batches) per update.
+    c.num_train_steps = 1_000_000  # Optimizer updates; the linear schedule reaches 0 here.
+    c.log_every_steps = 100  # Fetch metrics to the host, print and write metrics.jsonl.
+    c.eval_every_steps = 10_000  # Held-out evaluation period (and always at the end); 0 = only at the end.
+    c.num_eval_batches = -1  # Evaluate on at most this many eval batches; -1 = all of them.
+    c.checkpoint_every_steps = 10_000  # Orbax checkpoint period (and always at the end).
+    c.max_to_keep = 3  # Checkpoints kept in W/checkpoints (older ones are deleted).
+    c.init_from = ""  # A bertjax workdir / model dir or an HF / Google BERT dir to start from.
+    c.skip_nonfinite = False  # True: skip updates with NaN/Inf; False: stop the run, naming the step.
+    c.preemption_check_every_steps = 10  # How often hosts agree on a SIGTERM (a tiny all-gather).
+    c.model = model_of_size(size)  # The encoder (bertjax.config.model); heads come from the task.
+    c.data = data() if "data" in globals() else ml_collections.ConfigDict()  # Data pipeline.
+    c.optimizer = optimizer()  # bertjax.optim.
+    c.mesh = mesh()  # bertjax.sharding.
+    return c
