@@ -1,0 +1,182 @@
+"""Fine-tuning metrics on host numpy arrays, with their official definitions.
+
+Classification metrics come from scikit-learn, correlations from scipy. SQuAD exact match and F1
+follow the official v1.1/v2.0 evaluation: answers are normalised (lowercase, punctuation and the
+articles a/an/the removed, whitespace collapsed), each prediction scored against its best gold
+answer, and an unanswerable question's gold answers are [""] (so only "" scores). Entity F1 for
+BIO/IOB2 tagging is the CoNLL-2000 definition (an entity counts only if its type and both
+boundaries match), written here rather than pulling in seqeval.
+
+All scores are returned as fractions in [0, 1] (correlations in [-1, 1]).
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import string
+from typing import Callable, Sequence
+
+import numpy as np
+import scipy.stats
+from sklearn import metrics as skm
+
+
+def accuracy(labels: np.ndarray, preds: np.ndarray) -> float:
+    """labels, preds: [N] int."""
+    return float(skm.accuracy_score(labels, preds))
+
+
+def f1(labels: np.ndarray, preds: np.ndarray) -> float:
+    """Binary F1 of the positive class 1 (GLUE's MRPC/QQP F1)."""
+    return float(skm.f1_score(labels, preds, average="binary", pos_label=1, zero_division=0))
+
+
+def f1_macro(labels: np.ndarray, preds: np.ndarray) -> float:
+    return float(skm.f1_score(labels, preds, average="macro", zero_division=0))
+
+
+def f1_micro(labels: np.ndarray, preds: np.ndarray) -> float:
+    return float(skm.f1_score(labels, preds, average="micro", zero_division=0))
+
+
+def matthews(labels: np.ndarray, preds: np.ndarray) -> float:
+    """Matthews correlation coefficient (GLUE's CoLA metric)."""
+    return float(skm.matthews_corrcoef(labels, preds))
+
+
+def pearson(labels: np.ndarray, preds: np.ndarray) -> float:
+    """labels, preds: [N] float (GLUE's STS-B metric, with spearman)."""
+    if np.std(labels) == 0 or np.std(preds) == 0:
+        return 0.0  # undefined for a constant vector; 0 rather than NaN so selection still works
+    return float(scipy.stats.pearsonr(labels, preds)[0])
+
+
+def spearman(labels: np.ndarray, preds: np.ndarray) -> float:
+    if np.std(labels) == 0 or np.std(preds) == 0:
+        return 0.0
+    return float(scipy.stats.spearmanr(labels, preds)[0])
+
+
+def multilabel_f1_micro(labels: np.ndarray, preds: np.ndarray) -> float:
+    """labels, preds: [N, C] {0, 1} indicator matrices."""
+    return float(skm.f1_score(labels, preds, average="micro", zero_division=0))
+
+
+def multilabel_f1_macro(labels: np.ndarray, preds: np.ndarray) -> float:
+    return float(skm.f1_score(labels, preds, average="macro", zero_division=0))
+
+
+def subset_accuracy(labels: np.ndarray, preds: np.ndarray) -> float:
+    """Fraction of examples whose whole label set is predicted exactly."""
+    return float(np.mean(np.all(labels == preds, axis=-1)))
+
+
+# Metrics on (labels, predictions) that a config can name in `config.metrics`.
+CLASSIFICATION: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "accuracy": accuracy, "f1": f1, "f1_macro": f1_macro, "f1_micro": f1_micro,
+    "matthews": matthews,
+}
+REGRESSION = {"pearson": pearson, "spearman": spearman}
+MULTILABEL = {"f1_micro": multilabel_f1_micro, "f1_macro": multilabel_f1_macro,
+              "subset_accuracy": subset_accuracy}
+
+
+# --------------------------------------------------------------------------------------------
+# SQuAD
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+_PUNCTUATION = frozenset(string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+    """The official SQuAD normalisation: lower, drop punctuation and articles, fix whitespace."""
+    text = text.lower()
+    text = "".join(ch for ch in text if ch not in _PUNCTUATION)
+    text = _ARTICLES.sub(" ", text)
+    return " ".join(text.split())
+
+
+def squad_exact(gold: str, pred: str) -> float:
+    return float(normalize_answer(gold) == normalize_answer(pred))
+
+
+def squad_f1(gold: str, pred: str) -> float:
+    """Bag-of-tokens F1 of the normalised strings; two empty answers agree (v2.0)."""
+    gold_tokens, pred_tokens = normalize_answer(gold).split(), normalize_answer(pred).split()
+    if not gold_tokens or not pred_tokens:
+        return float(gold_tokens == pred_tokens)
+    common = collections.Counter(gold_tokens) & collections.Counter(pred_tokens)
+    overlap = sum(common.values())
+    if overlap == 0:
+        return 0.0
+    precision, recall = overlap / len(pred_tokens), overlap / len(gold_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def squad_scores(golds: dict[str, Sequence[str]], preds: dict[str, str]) -> dict[str, float]:
+    """golds: id -> gold answer texts ([] or [""] = unanswerable); preds: id -> predicted text.
+
+    Returns {"exact_match", "f1"} averaged over every gold id (a missing prediction scores 0),
+    plus "has_ans_*" / "no_ans_*" breakdowns when both kinds of question are present.
+    """
+    per = {"all": ([], [])}
+    for qid, answers in golds.items():
+        answers = [a for a in answers if normalize_answer(a)] or [""]
+        kind = "has_ans" if answers != [""] else "no_ans"
+        pred = preds.get(qid)
+        em = 0.0 if pred is None else max(squad_exact(a, pred) for a in answers)
+        f = 0.0 if pred is None else max(squad_f1(a, pred) for a in answers)
+        for key in ("all", kind):
+            per.setdefault(key, ([], []))
+            per[key][0].append(em)
+            per[key][1].append(f)
+    out = {"exact_match": float(np.mean(per["all"][0])) if per["all"][0] else 0.0,
+           "f1": float(np.mean(per["all"][1])) if per["all"][1] else 0.0}
+    if "has_ans" in per and "no_ans" in per:
+        for kind in ("has_ans", "no_ans"):
+            out[f"{kind}_exact_match"] = float(np.mean(per[kind][0]))
+            out[f"{kind}_f1"] = float(np.mean(per[kind][1]))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Entity-level F1 for BIO / IOB2 tags
+
+
+def bio_spans(tags: Sequence[str]) -> set[tuple[str, int, int]]:
+    """Entities (type, first, last) in a tag sequence, CoNLL style.
+
+    "B-X" opens an entity, "I-X" continues one of type X (or opens one when it follows a tag of
+    another type, as conlleval does), "O" or anything untyped closes it.
+    """
+    spans, kind, start = set(), None, 0
+    for i, tag in enumerate(list(tags) + ["O"]):
+        prefix, _, tag_type = tag.partition("-")
+        if not tag_type:
+            prefix, tag_type = "O", None
+        continues = prefix == "I" and tag_type == kind
+        if kind is not None and not continues:
+            spans.add((kind, start, i - 1))
+            kind = None
+        if prefix in ("B", "I") and not continues:
+            kind, start = tag_type, i
+    return spans
+
+
+def entity_f1(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> dict[str, float]:
+    """gold, pred: per sentence, one tag per word. Micro-averaged entity precision/recall/F1."""
+    if len(gold) != len(pred):
+        raise ValueError(f"entity_f1: {len(gold)} gold sentences but {len(pred)} predicted")
+    tp = n_gold = n_pred = 0
+    for i, (g, p) in enumerate(zip(gold, pred)):
+        if len(g) != len(p):
+            raise ValueError(f"entity_f1: sentence {i} has {len(g)} gold tags, {len(p)} predicted")
+        gs, ps = bio_spans(g), bio_spans(p)
+        tp += len(gs & ps)
+        n_gold += len(gs)
+        n_pred += len(ps)
+    precision = tp / n_pred if n_pred else 0.0
+    recall = tp / n_gold if n_gold else 0.0
+    f = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f}

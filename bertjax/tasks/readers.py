@@ -1,0 +1,365 @@
+"""Fine-tuning data: rows from local CSV/TSV/JSONL/SQuAD-JSON files or TFDS, into typed examples.
+
+A `Row` remembers where it came from ("file:line"), so every bad input is reported with its place.
+What happens to a bad row (missing field, unknown label in validation/test, unparsable number) is
+decided by `on_bad_row`: "error" stops with the place and reason; "skip" drops the row and logs one
+warning per split with the count and the first few places. Nothing is dropped without a word.
+
+String labels become ids through a `LabelSpace` read from the training data (sorted, so the same
+data always gives the same ids); it is stored with the checkpoint (see `LabelSpace.to_json`).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+from typing import Any, Iterable, Iterator, Sequence
+
+from absl import logging
+import numpy as np
+
+
+class DataError(ValueError):
+    """Bad fine-tuning data; the message names the file and line (or TFDS split and index)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    where: str  # "path:line" or "tfds:name[split]#index"
+    fields: dict[str, Any]
+
+
+@dataclasses.dataclass
+class Example:
+    """One classification/regression/multi-label/tagging example.
+
+    text: str (or list of words for tagging); pair: the second segment or None;
+    label: int class id | float value | list of int ids (multi-label, tag per word) | None (test).
+    """
+    where: str
+    text: Any
+    pair: str | None = None
+    label: Any = None
+    uid: str = ""
+
+
+@dataclasses.dataclass
+class QAExample:
+    """One extractive-QA example. answers: gold texts with their char starts; [] = no answer."""
+    where: str
+    uid: str
+    question: str
+    context: str
+    answer_texts: list[str]
+    answer_starts: list[int]
+
+
+# --------------------------------------------------------------------------------------------
+# Reading rows
+
+
+def _read_delimited(path: str, delimiter: str) -> Iterator[Row]:
+    with open(path, newline="", encoding="utf-8") as f:
+        quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
+        reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
+        header = next(reader, None)
+        if header is None:
+            raise DataError(f"{path}: empty file (a header row naming the columns is required)")
+        start = reader.line_num + 1
+        for record in reader:
+            if not record:
+                start = reader.line_num + 1
+                continue
+            if len(record) != len(header):
+                # Keep it, with the missing columns absent, so the field check names what is missing.
+                fields = {k: v for k, v in zip(header, record)}
+                fields["__ragged__"] = f"{len(record)} columns, the header has {len(header)}"
+            else:
+                fields = dict(zip(header, record))
+            yield Row(f"{path}:{start}", fields)
+            start = reader.line_num + 1
+
+
+def _read_jsonl(path: str) -> Iterator[Row]:
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                fields = json.loads(line)
+            except json.JSONDecodeError as e:
+                yield Row(f"{path}:{number}", {"__invalid__": f"invalid JSON ({e.msg})"})
+                continue
+            if not isinstance(fields, dict):
+                fields = {"__invalid__": "a JSON line must be an object"}
+            yield Row(f"{path}:{number}", fields)
+
+
+def _read_squad_json(path: str) -> Iterator[Row]:
+    """The official SQuAD v1.1/v2.0 JSON: data -> paragraphs -> qas, one Row per question."""
+    with open(path, encoding="utf-8") as f:
+        doc = json.load(f)
+    if not isinstance(doc, dict) or "data" not in doc:
+        raise DataError(f"{path}: not a SQuAD JSON file (no top-level 'data')")
+    for a, article in enumerate(doc["data"]):
+        for p, paragraph in enumerate(article.get("paragraphs", [])):
+            for q, qa in enumerate(paragraph.get("qas", [])):
+                answers = qa.get("answers", [])
+                yield Row(f"{path}:data[{a}].paragraphs[{p}].qas[{q}]", {
+                    "id": qa.get("id"), "question": qa.get("question"),
+                    "context": paragraph.get("context"),
+                    "answers": {"text": [x["text"] for x in answers],
+                                "answer_start": [x["answer_start"] for x in answers]},
+                    "is_impossible": qa.get("is_impossible", False)})
+
+
+def read_rows(path: str) -> Iterator[Row]:
+    """Rows of a .csv, .tsv, .jsonl (or .json SQuAD) file."""
+    if not os.path.exists(path):
+        raise DataError(f"data file {path} does not exist")
+    ext = os.path.splitext(path)[1].lower()
+    if ext == ".csv":
+        return _read_delimited(path, ",")
+    if ext == ".tsv":
+        return _read_delimited(path, "\t")
+    if ext in (".jsonl", ".ndjson"):
+        return _read_jsonl(path)
+    if ext == ".json":
+        return _read_squad_json(path)
+    raise DataError(f"data file {path}: unknown extension {ext!r} (use .csv, .tsv, .jsonl, .json)")
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, np.ndarray):
+        return [_decode(v) for v in value.tolist()]
+    if isinstance(value, dict):
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def read_tfds(name: str, split: str, data_dir: str | None = None) -> Iterator[Row]:
+    """Rows of a TFDS dataset (e.g. "glue/sst2", "squad/v2.0"); bytes decoded to str."""
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    ds = tfds.load(name, split=split, data_dir=data_dir, shuffle_files=False, download=False)
+    for index, record in enumerate(tfds.as_numpy(ds)):
+        yield Row(f"tfds:{name}[{split}]#{index}", _decode(dict(record)))
+
+
+def tfds_label_names(name: str, label_column: str = "label",
+                     data_dir: str | None = None) -> list[str] | None:
+    """The ClassLabel names of a TFDS dataset's label feature, or None if it is not a ClassLabel."""
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+    info = tfds.builder(name, data_dir=data_dir).info
+    feature = info.features[label_column] if label_column in info.features else None
+    names = getattr(feature, "names", None)
+    return list(names) if names else None
+
+
+# --------------------------------------------------------------------------------------------
+# Bad rows
+
+
+class BadRows:
+    """Applies `on_bad_row` ("error" | "skip") and counts what it skipped."""
+
+    def __init__(self, policy: str, split: str):
+        if policy not in ("error", "skip"):
+            raise DataError(f"config.data.on_bad_row must be 'error' or 'skip', got {policy!r}")
+        self.policy, self.split, self.skipped = policy, split, []
+
+    def __call__(self, row: Row, reason: str) -> None:
+        if self.policy == "error":
+            raise DataError(f"{row.where}: {reason} (set config.data.on_bad_row='skip' to skip "
+                            "bad rows with a warning)")
+        self.skipped.append(f"{row.where}: {reason}")
+
+    def report(self) -> None:
+        if self.skipped:
+            logging.warning("%s: skipped %d bad rows, e.g. %s", self.split, len(self.skipped),
+                            "; ".join(self.skipped[:3]))
+
+
+# --------------------------------------------------------------------------------------------
+# Labels
+
+
+def _label_key(label: str):
+    try:
+        return (0, float(label), label)
+    except ValueError:
+        return (1, 0.0, label)
+
+
+@dataclasses.dataclass
+class LabelSpace:
+    """Class names in id order. Numeric-looking names sort numerically, others by string."""
+    names: list[str]
+
+    @classmethod
+    def from_labels(cls, labels: Iterable[str]) -> "LabelSpace":
+        return cls(sorted(set(labels), key=_label_key))
+
+    def id(self, name: str) -> int:
+        try:
+            return self._index[name]
+        except AttributeError:
+            self._index = {n: i for i, n in enumerate(self.names)}
+            return self.id(name)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.names
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def to_json(self) -> list[str]:
+        return list(self.names)
+
+
+def label_string(value: Any) -> str:
+    """A label as read (str, int, bool, float) -> its canonical string form."""
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def split_multilabel(value: Any, separator: str) -> list[str]:
+    if isinstance(value, (list, tuple)):
+        return [label_string(v) for v in value]
+    text = label_string(value)
+    return [t.strip() for t in text.split(separator) if t.strip()] if text else []
+
+
+# --------------------------------------------------------------------------------------------
+# Rows -> examples
+
+
+def _field(row: Row, name: str) -> Any:
+    """The row's value for `name`, or raises KeyError with the reason."""
+    if "__invalid__" in row.fields:
+        raise KeyError(row.fields["__invalid__"])
+    value = row.fields.get(name)
+    if value is None:
+        reason = f"missing field {name!r}"
+        if "__ragged__" in row.fields:
+            reason += f" ({row.fields['__ragged__']})"
+        raise KeyError(reason)
+    return value
+
+
+def text_examples(rows: Iterable[Row], *, kind: str, text_column: str,
+                  text_pair_column: str | None, label_column: str, labels: LabelSpace | None,
+                  bad: BadRows, with_labels: bool = True, label_separator: str = "|",
+                  id_column: str | None = None) -> list[Example]:
+    """Rows -> Examples for kind "classification" | "regression" | "multilabel".
+
+    labels: the label space for classification/multilabel (None for regression). A label not in it
+    is a bad row. with_labels=False (test data) reads no label.
+    """
+    out = []
+    for row in rows:
+        try:
+            text = str(_field(row, text_column))
+            pair = str(_field(row, text_pair_column)) if text_pair_column else None
+            label = None
+            if with_labels:
+                raw = _field(row, label_column)
+                if kind == "regression":
+                    try:
+                        label = float(raw)
+                    except (TypeError, ValueError):
+                        raise KeyError(f"label {raw!r} in {label_column!r} is not a number")
+                    if not np.isfinite(label):
+                        raise KeyError(f"label {raw!r} in {label_column!r} is not finite")
+                elif kind == "multilabel":
+                    names = split_multilabel(raw, label_separator)
+                    unknown = [n for n in names if n not in labels]
+                    if unknown:
+                        raise KeyError(f"unknown label {unknown[0]!r} (known: {labels.names})")
+                    label = sorted(labels.id(n) for n in names)
+                else:
+                    name = label_string(raw)
+                    if name not in labels:
+                        raise KeyError(f"unknown label {name!r} (known: {labels.names})")
+                    label = labels.id(name)
+            uid = str(row.fields.get(id_column, "")) if id_column else ""
+        except KeyError as e:
+            bad(row, e.args[0])
+            continue
+        out.append(Example(row.where, text, pair, label, uid or row.where))
+    bad.report()
+    return out
+
+
+def tagging_examples(rows: Iterable[Row], *, tokens_column: str, tags_column: str,
+                     labels: LabelSpace | None, bad: BadRows,
+                     with_labels: bool = True) -> list[Example]:
+    """Rows with a list of words and a list of tags (one per word) -> Examples."""
+    out = []
+    for row in rows:
+        try:
+            words = _field(row, tokens_column)
+            if isinstance(words, str):
+                words = words.split()
+            if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+                raise KeyError(f"{tokens_column!r} must be a list of words")
+            label = None
+            if with_labels:
+                tags = _field(row, tags_column)
+                if isinstance(tags, str):
+                    tags = tags.split()
+                tags = [label_string(t) for t in tags]
+                if len(tags) != len(words):
+                    raise KeyError(f"{len(words)} words but {len(tags)} tags")
+                unknown = [t for t in tags if t not in labels]
+                if unknown:
+                    raise KeyError(f"unknown tag {unknown[0]!r} (known: {labels.names})")
+                label = [labels.id(t) for t in tags]
+        except KeyError as e:
+            bad(row, e.args[0])
+            continue
+        out.append(Example(row.where, list(words), None, label, row.where))
+    bad.report()
+    return out
+
+
+def qa_examples(rows: Iterable[Row], *, bad: BadRows, allow_no_answer: bool,
+                with_labels: bool = True) -> list[QAExample]:
+    """Rows with id, question, context, answers {text: [...], answer_start: [...]} -> QAExamples.
+
+    An answer whose text is not found at its answer_start in the context is a bad row. A question
+    with no answers is a bad row unless allow_no_answer (SQuAD v2.0).
+    """
+    out = []
+    for row in rows:
+        try:
+            question, context = str(_field(row, "question")), str(_field(row, "context"))
+            uid = str(row.fields.get("id") or row.where)
+            texts, starts = [], []
+            if with_labels:
+                answers = _field(row, "answers")
+                texts, starts = list(answers.get("text", [])), list(answers.get("answer_start", []))
+                if len(texts) != len(starts):
+                    raise KeyError(f"{len(texts)} answer texts but {len(starts)} answer_start")
+                for text, start in zip(texts, starts):
+                    if context[int(start): int(start) + len(text)] != text:
+                        raise KeyError(f"answer {text!r} is not at character {start} of context")
+                starts = [int(s) for s in starts]
+                if not texts and not allow_no_answer:
+                    raise KeyError("no answers (unanswerable questions need SQuAD v2.0 mode)")
+        except KeyError as e:
+            bad(row, e.args[0])
+            continue
+        out.append(QAExample(row.where, uid, question, context, texts, starts))
+    bad.report()
+    return out

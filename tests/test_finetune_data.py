@@ -1,0 +1,156 @@
+"""Fine-tuning readers and features: files, bad rows, label spaces, WordPiece alignment, doc stride."""
+
+import json
+
+import numpy as np
+import pytest
+
+from bertjax.data import tokenizer as tokenizer_lib
+from bertjax.tasks import features, readers
+
+WORDS = ("the cat sat on mat dog ran a big red house where is what who did john "
+         "mary paris london lives in went to . , ? !").split()
+
+
+def tiny_tokenizer():
+    """An uncased WordPiece tokenizer over a few words, with ##s pieces for plural splitting."""
+    vocab = list(tokenizer_lib.SPECIAL_TOKENS) + WORDS + ["##s", "##ing", "un", "##known"]
+    return tokenizer_lib.from_vocab({t: i for i, t in enumerate(vocab)}, lowercase=True)
+
+
+def write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
+def test_csv_rows_carry_file_and_line(tmp_path):
+    path = write(tmp_path / "train.csv", 'text,label\n"a cat,\nsat",pos\nthe dog,neg\n')
+    rows = list(readers.read_rows(path))
+    assert [r.where for r in rows] == [f"{path}:2", f"{path}:4"]
+    assert rows[0].fields == {"text": "a cat,\nsat", "label": "pos"}
+
+
+def test_label_space_is_sorted_and_deterministic():
+    assert readers.LabelSpace.from_labels(["neg", "pos", "neg", "mid"]).names == ["mid", "neg", "pos"]
+    assert readers.LabelSpace.from_labels(["10", "2", "1"]).names == ["1", "2", "10"]
+    space = readers.LabelSpace(["a", "b"])
+    assert space.id("b") == 1 and "c" not in space
+
+
+def test_unknown_label_is_an_error_naming_file_and_line(tmp_path):
+    path = write(tmp_path / "dev.tsv", "sentence\tlabel\nthe cat\tpos\nthe dog\tmaybe\n")
+    rows = readers.read_rows(path)
+    with pytest.raises(readers.DataError, match=rf"dev.tsv:3: unknown label 'maybe'"):
+        readers.text_examples(rows, kind="classification", text_column="sentence",
+                              text_pair_column=None, label_column="label",
+                              labels=readers.LabelSpace(["neg", "pos"]),
+                              bad=readers.BadRows("error", "validation"))
+
+
+def test_skip_policy_counts_and_keeps_good_rows(tmp_path):
+    path = write(tmp_path / "train.jsonl",
+                 '{"text": "a", "label": 0.5}\n{"text": "b"}\n{"text": "c", "label": "x"}\n'
+                 'not json\n{"text": "d", "label": 2}\n')
+    bad = readers.BadRows("skip", "train")
+    examples = readers.text_examples(
+        readers.read_rows(path), kind="regression", text_column="text", text_pair_column=None,
+        label_column="label", labels=None, bad=bad)
+    assert [(e.text, e.label) for e in examples] == [("a", 0.5), ("d", 2.0)]
+    assert len(bad.skipped) == 3
+    assert bad.skipped[0].startswith(f"{path}:2: missing field 'label'")
+    assert "not a number" in bad.skipped[1] and f"{path}:3" in bad.skipped[1]
+    assert f"{path}:4: invalid JSON" in bad.skipped[2]
+
+
+def test_missing_pair_column_is_an_error(tmp_path):
+    path = write(tmp_path / "train.csv", "s1,label\nthe cat,a\n")
+    with pytest.raises(readers.DataError, match=r"train.csv:2: missing field 's2'"):
+        readers.text_examples(readers.read_rows(path), kind="classification", text_column="s1",
+                              text_pair_column="s2", label_column="label",
+                              labels=readers.LabelSpace(["a"]), bad=readers.BadRows("error", "t"))
+
+
+def test_multilabel_from_separator_and_lists(tmp_path):
+    path = write(tmp_path / "t.jsonl", '{"text": "a", "label": "x|z"}\n{"text": "b", "label": ["y"]}\n')
+    examples = readers.text_examples(
+        readers.read_rows(path), kind="multilabel", text_column="text", text_pair_column=None,
+        label_column="label", labels=readers.LabelSpace(["x", "y", "z"]),
+        bad=readers.BadRows("error", "t"))
+    assert [e.label for e in examples] == [[0, 2], [1]]
+
+
+def test_encode_pairs_truncates_the_longer_segment():
+    tok = tiny_tokenizer()
+    ex = [readers.Example("x", "the cat sat on the mat", "a dog", 0)]
+    f = features.encode_texts(tok, ex, max_seq_length=8)
+    ids = f["input_ids"][0].tolist()
+    toks = [tok.id_to_token(i) for i in ids]
+    assert toks == ["[CLS]", "the", "cat", "sat", "[SEP]", "a", "dog", "[SEP]"]
+    assert f["token_type_ids"][0].tolist() == [0, 0, 0, 0, 0, 1, 1, 1]
+    assert f["attention_mask"][0].tolist() == [1] * 8
+    single = features.encode_texts(tok, [readers.Example("x", "the cat")], max_seq_length=7)
+    assert single["attention_mask"][0].tolist() == [1, 1, 1, 1, 0, 0, 0]
+    assert single["input_ids"][0, 4:].tolist() == [0, 0, 0]
+
+
+def test_tagging_labels_on_first_piece_and_back_to_words():
+    tok = tiny_tokenizer()
+    # "cats" -> cat ##s ; "unknown" -> un ##known
+    ex = readers.Example("x", ["John", "cats", "unknown", "paris"], None, [1, 0, 2, 3])
+    f = features.encode_tagging(tok, [ex], max_seq_length=9)
+    toks = [tok.id_to_token(i) for i in f["input_ids"][0].tolist()]
+    assert toks[:8] == ["[CLS]", "john", "cat", "##s", "un", "##known", "paris", "[SEP]"]
+    assert f["word_index"][0].tolist() == [-1, 0, 1, -1, 2, -1, 3, -1, -1]
+    assert f["label_weights"][0].tolist() == [0, 1, 1, 0, 1, 0, 1, 0, 0]
+    assert f["labels"][0][[1, 2, 4, 6]].tolist() == [1, 0, 2, 3]
+    pred = np.array([9, 1, 0, 7, 2, 7, 3, 9, 9])
+    assert features.words_from_tokens(pred, f["word_index"][0], 4, fill=0) == [1, 0, 2, 3]
+    # Truncation: words past the window get the fill label.
+    short = features.encode_tagging(tok, [ex], max_seq_length=5)
+    assert features.words_from_tokens(pred[:5], short["word_index"][0], 4, fill=0) == [1, 0, 0, 0]
+
+
+def test_qa_windows_doc_stride_offsets_and_positions():
+    tok = tiny_tokenizer()
+    context = "the cat sat on the mat . the dog ran to the big red house . mary lives in paris ."
+    start = context.index("paris")
+    ex = readers.QAExample("x", "q1", "where is mary ?", context, ["paris"], [start])
+    w = features.encode_qa(tok, [ex], max_seq_length=16, doc_stride=4, max_query_length=4)
+    # question 4 tokens -> room 16 - 4 - 3 = 9 context tokens per window; context has 21 tokens.
+    n_windows = w.arrays["input_ids"].shape[0]
+    assert n_windows == 4  # windows start at 0, 4, 8, 12
+    assert w.arrays["example_index"].tolist() == [0] * 4
+    # Only the last window holds "paris"; the others point at [CLS].
+    starts, ends = w.arrays["start_positions"].tolist(), w.arrays["end_positions"].tolist()
+    assert starts[:3] == [0, 0, 0] and ends[:3] == [0, 0, 0]
+    last = n_windows - 1
+    assert tok.id_to_token(int(w.arrays["input_ids"][last, starts[last]])) == "paris"
+    a, b = w.offsets[last, starts[last]]
+    assert context[a:b] == "paris"
+    # Question tokens and specials have no offsets; type ids are 1 from the context on.
+    assert (w.offsets[:, :6] == -1).all()
+    assert w.arrays["token_type_ids"][0, :6].tolist() == [0] * 6
+    assert w.arrays["token_type_ids"][0, 6] == 1
+    # Each context token is max-context in exactly one window.
+    for token in range(21):
+        owners = [v for v in range(n_windows) for j in range(16)
+                  if w.max_context[v, j] and w.offsets[v, j, 0] == tok.encode(
+                      context, add_special_tokens=False).offsets[token][0]]
+        assert len(owners) == 1, token
+
+
+def test_squad_json_reader(tmp_path):
+    doc = {"data": [{"title": "t", "paragraphs": [{"context": "mary lives in paris .", "qas": [
+        {"id": "a", "question": "where ?", "answers": [{"text": "paris", "answer_start": 14}]},
+        {"id": "b", "question": "who ?", "answers": [], "is_impossible": True},
+        {"id": "c", "question": "x ?", "answers": [{"text": "london", "answer_start": 0}]}]}]}]}
+    path = tmp_path / "dev.json"
+    path.write_text(json.dumps(doc))
+    bad = readers.BadRows("skip", "validation")
+    examples = readers.qa_examples(readers.read_rows(str(path)), bad=bad, allow_no_answer=True)
+    assert [e.uid for e in examples] == ["a", "b"]
+    assert examples[1].answer_texts == []
+    assert "data[0].paragraphs[0].qas[2]: answer 'london' is not at character 0" in bad.skipped[0]
+    with pytest.raises(readers.DataError, match=r"qas\[1\]: no answers"):
+        readers.qa_examples(readers.read_rows(str(path)), bad=readers.BadRows("error", "v"),
+                            allow_no_answer=False)
