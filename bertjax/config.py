@@ -114,3 +114,31 @@ def pretraining(size: str = "tiny") -> ml_collections.ConfigDict:
     c.optimizer = optimizer()  # bertjax.optim.
     c.mesh = mesh()  # bertjax.sharding.
     return c
+
+
+def data(**overrides) -> ml_collections.ConfigDict:
+    """Pretraining data: corpus -> tokenizer -> examples (google-research/bert semantics)."""
+    c = ml_collections.ConfigDict()
+    c.corpus = "builtin"  # builtin | a glob of text files | tfds:NAME:FEATURE[:SPLIT].
+    c.tokenizer = ""  # vocab.txt / tokenizer.json / dir; "" trains a WordPiece vocab on the corpus.
+    c.lowercase = True  # Lowercase + strip accents (uncased BERT); used when training a vocab.
+    c.vocab_size = 30522  # Size of the vocabulary trained when tokenizer is "".
+    c.cache_dir = ""  # Where prepared shards live; "" means WORKDIR/data.
+    c.max_seq_length = 128  # S: tokens per example, [CLS] and [SEP]s included.
+    c.max_predictions_per_seq = 20  # P: most masked positions per example.
+    c.masked_lm_prob = 0.15  # Fraction of tokens masked (before the P cap).
+    c.short_seq_prob = 0.1  # Probability of a shorter random target length.
+    c.next_sentence = True  # NSP pairs (A, B); False: MLM only, one document per example.
+    c.dynamic_masking = True  # True: a fresh mask each epoch (RoBERTa); False: fixed per example.
+    c.dupe_factor = 1  # Copies of the corpus made at preparation, each with its own segmentation.
+    c.whole_word_masking = False  # Mask all WordPiece pieces of a word together.
+    c.packing = False  # Pack short examples into one row (MLM only; adds segment/position ids).
+    c.eval_fraction = 0.01  # Fraction of documents held out for eval (by a hash of the doc index).
+    c.num_eval_examples = 2048  # Most held-out examples eval_batches() uses.
+    c.seed = 12345  # Seed of example creation (segmentation, NSP pairs) at preparation.
+    c.docs_per_shard = 20000  # Documents per prepared shard; NSP random documents come from the same shard.
+    c.max_line_bytes = 1_000_000  # Longer corpus lines are skipped and counted.
+    c.worker_count = 0  # Grain worker processes for loading; 0 = in the main process.
+    c.prefetch_batches = 2  # Batches prefetched by a background thread (0 = none).
+    c.update(overrides)
+    return c
