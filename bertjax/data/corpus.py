@@ -1,0 +1,328 @@
+"""Corpus readers: raw text -> documents, each a list of sentences (str).
+
+Three sources, chosen by `config.data.corpus`:
+
+  "builtin"                      English text shipped with Python: the pydoc topics and the docstrings
+                                 of a fixed list of standard-library modules (no download).
+  "tfds:NAME:FEATURE[:SPLIT]"    one TFDS record = one document, e.g. "tfds:wikipedia/20230601.en:text".
+  any other string               a glob of plain-text files.
+
+Text files follow google-research/bert's format: one sentence per line, a blank line between
+documents. Lines that hold a whole paragraph are split into sentences by `split_sentences`, so
+ordinary prose (paragraphs separated by blank lines; each paragraph then is a document) works too.
+
+Bad input never stops a run and never takes good text down with it: a binary file (a NUL byte in its
+first 8 KiB), an empty file, a line of invalid UTF-8 or a line longer than `max_line_bytes` is skipped
+and counted in `SkipReport` (count per reason, with the files and line numbers); the rest of the file
+is read as usual.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import glob as globlib
+import hashlib
+import importlib
+import inspect
+import logging
+import os
+import re
+import sys
+import warnings
+from typing import Iterator
+
+Document = list[str]  # sentences of one document, in order
+
+log = logging.getLogger(__name__)
+
+# --- sentence splitting -----------------------------------------------------------------------------
+
+# Words after which a period does not end a sentence (lowercased, without the period).
+ABBREVIATIONS = frozenset(
+    "mr mrs ms dr prof sr jr st vs etc e.g i.e cf al fig figs no nos vol eq approx dept est inc ltd "
+    "co corp jan feb mar apr jun jul aug sep sept oct nov dec u.s u.k ph.d op cit resp ca".split())
+# A candidate boundary: terminal punctuation, optional closing quotes/brackets, then whitespace.
+_BOUNDARY = re.compile(r"[.!?]+[\"'\u201d\u2019)\]]*\s+")
+_CJK_BOUNDARY = re.compile(r"(?<=[\u3002\uff01\uff1f])")  # after 。！？
+
+
+def split_sentences(text: str) -> list[str]:
+    """Splits a paragraph into sentences with a small rule-based splitter.
+
+    A sentence ends at '.', '!' or '?' (plus any closing quotes/brackets) followed by whitespace and a
+    capital letter, a digit or an opening quote/bracket -- except after a known abbreviation
+    (`ABBREVIATIONS`) or a single-letter initial ("J. Smith"). CJK text also splits after 。！？.
+    A line that is already one sentence comes back unchanged (stripped).
+    """
+    text = text.strip()
+    if not text:
+        return []
+    out, start = [], 0
+    for m in _BOUNDARY.finditer(text):
+        end = m.end()
+        if end >= len(text):
+            break
+        nxt = text[end]
+        if not (nxt.isupper() or nxt.isdigit() or nxt in "\"'(\u201c\u2018["):
+            continue
+        if text[m.start()] == ".":
+            word = text[start:m.start()].rsplit(None, 1)[-1] if text[start:m.start()].strip() else ""
+            word = word.lstrip("\"'(\u201c\u2018[").lower()
+            if word in ABBREVIATIONS or (len(word) == 1 and word.isalpha()):
+                continue
+        out.append(text[start:end].strip())
+        start = end
+    out.append(text[start:].strip())
+    sentences = []
+    for s in out:
+        sentences.extend(p.strip() for p in _CJK_BOUNDARY.split(s) if p.strip())
+    return sentences
+
+
+# --- skip accounting --------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class SkipReport:
+    """What was skipped and why: counts per reason and up to `max_examples` places per reason."""
+
+    counts: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+    places: dict = dataclasses.field(default_factory=lambda: collections.defaultdict(list))
+    max_examples: int = 20
+
+    def skip(self, reason: str, where: str) -> None:
+        self.counts[reason] += 1
+        if len(self.places[reason]) < self.max_examples:
+            self.places[reason].append(where)
+
+    def summary(self) -> str:
+        if not self.counts:
+            return "corpus: nothing skipped"
+        parts = [f"{reason}: {n} ({', '.join(self.places[reason])}"
+                 f"{', ...' if n > len(self.places[reason]) else ''})"
+                 for reason, n in sorted(self.counts.items())]
+        return "corpus: skipped " + "; ".join(parts)
+
+    def as_dict(self) -> dict:
+        return {r: {"count": n, "examples": list(self.places[r])} for r, n in self.counts.items()}
+
+
+# --- sources ----------------------------------------------------------------------------------------
+
+class Corpus:
+    """A source of documents. `identity` names the exact content (used in cache keys)."""
+
+    identity: str
+    skipped: SkipReport
+
+    def documents(self) -> Iterator[Document]:
+        raise NotImplementedError
+
+    def texts(self) -> Iterator[str]:
+        """Every sentence, for tokenizer training."""
+        for doc in self.documents():
+            yield from doc
+
+
+def _paragraph_document(text: str) -> Document:
+    """Free text with blank-line paragraphs -> one document; code-like paragraphs are dropped.
+
+    After removing the common indentation, a paragraph is dropped when all its lines are indented or
+    it holds a '>>>' prompt (code examples in docstrings and pydoc topics); the rest is reflowed onto
+    one line and sentence-split.
+    """
+    sentences: Document = []
+    for para in re.split(r"\n\s*\n", inspect.cleandoc(text)):
+        lines = [ln for ln in para.split("\n") if ln.strip()]
+        if not lines or ">>>" in para or all(ln[:1].isspace() for ln in lines):
+            continue
+        sentences.extend(split_sentences(" ".join(ln.strip() for ln in lines)))
+    return sentences
+
+
+class FileCorpus(Corpus):
+    """A glob of UTF-8 text files, google-research/bert's format or plain paragraphs."""
+
+    def __init__(self, pattern: str, max_line_bytes: int = 1_000_000):
+        self.paths = sorted(globlib.glob(os.path.expanduser(pattern), recursive=True))
+        self.paths = [p for p in self.paths if os.path.isfile(p)]
+        if not self.paths:
+            raise FileNotFoundError(f"config.data.corpus={pattern!r}: no files match")
+        self.max_line_bytes = max_line_bytes
+        self.skipped = SkipReport()
+        h = hashlib.sha256()
+        for p in self.paths:
+            st = os.stat(p)
+            h.update(f"{os.path.abspath(p)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        self.identity = f"files:{pattern}:{h.hexdigest()[:16]}"
+
+    def documents(self) -> Iterator[Document]:
+        self.skipped = SkipReport()
+        for path in self.paths:
+            yield from self._read(path)
+        log.info(self.skipped.summary())
+
+    def _read(self, path: str) -> Iterator[Document]:
+        with open(path, "rb") as f:
+            head = f.read(8192)
+            if not head:
+                self.skipped.skip("empty_file", path)
+                return
+            if b"\0" in head:
+                self.skipped.skip("binary_file", path)
+                return
+            f.seek(0)
+            doc: Document = []
+            lineno = 0
+            while True:
+                raw = f.readline(self.max_line_bytes + 1)
+                if not raw:
+                    break
+                lineno += 1
+                if len(raw) > self.max_line_bytes and not raw.endswith(b"\n"):
+                    while raw and not raw.endswith(b"\n"):  # drain the rest of the long line
+                        raw = f.readline(1 << 20)
+                    self.skipped.skip("line_too_long", f"{path}:{lineno}")
+                    continue
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    self.skipped.skip("invalid_utf8", f"{path}:{lineno}")
+                    continue
+                if not line.strip():
+                    if doc:
+                        yield doc
+                    doc = []
+                    continue
+                doc.extend(split_sentences(line))
+            if doc:
+                yield doc
+
+
+class TfdsCorpus(Corpus):
+    """A TFDS text dataset: one record = one document; newlines separate paragraphs."""
+
+    def __init__(self, name: str, feature: str, split: str = "train"):
+        self.name, self.feature, self.split = name, feature, split
+        self.skipped = SkipReport()
+        self._source = None
+        self.identity = f"tfds:{name}:{feature}:{split}:n={len(self._data())}"
+
+    def _data(self):
+        if self._source is None:
+            import tensorflow_datasets as tfds  # slow import, only when asked for
+            try:
+                self._source = tfds.data_source(self.name, split=self.split)
+            except Exception as e:  # noqa: BLE001 -- fall back to the tf.data reader
+                log.info("tfds.data_source(%s) failed (%s); using tfds.load", self.name, e)
+                self._source = list(tfds.as_numpy(tfds.load(self.name, split=self.split)))
+        return self._source
+
+    def documents(self) -> Iterator[Document]:
+        self.skipped = SkipReport()
+        data = self._data()
+        for i in range(len(data)):
+            record = data[i]
+            where = f"{self.name}[{self.split}][{i}]"
+            if self.feature not in record:
+                raise KeyError(f"config.data.corpus: {where} has no feature {self.feature!r}; "
+                               f"it has {sorted(record)}")
+            text = record[self.feature]
+            if isinstance(text, bytes):
+                try:
+                    text = text.decode("utf-8")
+                except UnicodeDecodeError:
+                    self.skipped.skip("invalid_utf8", where)
+                    continue
+            doc = [s for para in str(text).split("\n") for s in split_sentences(para)]
+            if doc:
+                yield doc
+            else:
+                self.skipped.skip("empty_document", where)
+        log.info(self.skipped.summary())
+
+
+# A fixed list, walked in this order: the builtin corpus is the same on every run of a Python version.
+BUILTIN_MODULES = (
+    "builtins sys time array binascii zlib unicodedata cmath gc marshal select signal errno "
+    "abc argparse ast asyncio base64 bisect calendar codecs collections concurrent.futures "
+    "configparser contextlib contextvars copy copyreg csv ctypes dataclasses datetime decimal difflib doctest email enum "
+    "fractions ftplib functools getopt getpass graphlib gettext glob gzip hashlib heapq hmac html http.client http.server "
+    "imaplib importlib inspect io ipaddress itertools json locale logging lzma mailbox math "
+    "multiprocessing numbers operator optparse os pathlib pickle pickletools platform poplib pprint "
+    "queue random re sched secrets selectors shelve shlex shutil smtplib socket socketserver sqlite3 "
+    "ssl statistics string struct subprocess tarfile tempfile textwrap threading timeit tokenize "
+    "trace traceback typing unittest urllib.parse urllib.request uuid warnings wave weakref "
+    "xml.dom.minidom xml.etree.ElementTree xml.sax xmlrpc.client zipapp zipfile zoneinfo "
+    "email.message email.utils email.headerregistry http.cookiejar http.cookies urllib.robotparser "
+    "wsgiref.simple_server wsgiref.handlers tomllib stat filecmp fnmatch linecache reprlib bz2 "
+    "zipimport pkgutil runpy symtable token keyword cProfile profile pstats pdb bdb cmd code codeop "
+    "colorsys mimetypes quopri plistlib netrc").split()
+
+
+class BuiltinCorpus(Corpus):
+    """English text that ships with Python: pydoc topics, then stdlib docstrings (fixed order).
+
+    Each pydoc topic and each docstring (module, class, function, method) is one document.
+    """
+
+    def __init__(self):
+        self.skipped = SkipReport()
+        self.identity = f"builtin:v1:python{sys.version.split()[0]}"
+
+    @staticmethod
+    def raw_texts() -> Iterator[tuple[str, str]]:
+        """(where, text) for every topic and docstring, in a fixed order."""
+        from pydoc_data import topics
+        for key in sorted(topics.topics):
+            yield f"pydoc_data.topics[{key}]", topics.topics[key]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for name in BUILTIN_MODULES:
+                try:
+                    module = importlib.import_module(name)
+                except ImportError:
+                    continue
+                if isinstance(module.__doc__, str):
+                    yield name, module.__doc__
+                for attr, obj in sorted(vars(module).items()):
+                    if not (inspect.isclass(obj) or inspect.isroutine(obj)):
+                        continue
+                    home = getattr(obj, "__module__", None) or ""
+                    if home != module.__name__ and not home.startswith(module.__name__ + "."):
+                        continue
+                    if isinstance(obj.__doc__, str):
+                        yield f"{name}.{attr}", obj.__doc__
+                    if inspect.isclass(obj):
+                        for m_name, member in sorted(vars(obj).items()):
+                            if inspect.isroutine(member) and isinstance(member.__doc__, str):
+                                yield f"{name}.{attr}.{m_name}", member.__doc__
+
+    def documents(self) -> Iterator[Document]:
+        self.skipped = SkipReport()
+        seen = set()
+        for where, text in self.raw_texts():
+            if text in seen:  # re-exported or inherited docstrings appear once
+                self.skipped.skip("duplicate", where)
+                continue
+            seen.add(text)
+            doc = _paragraph_document(text)
+            if doc:
+                yield doc
+            else:
+                self.skipped.skip("no_prose", where)
+        log.info(self.skipped.summary())
+
+
+def open_corpus(spec: str, max_line_bytes: int = 1_000_000) -> Corpus:
+    """config.data.corpus -> a Corpus (see the module docstring for the forms)."""
+    if not spec:
+        raise ValueError("config.data.corpus is empty; use 'builtin', a file glob or 'tfds:NAME:FEATURE'")
+    if spec == "builtin":
+        return BuiltinCorpus()
+    if spec.startswith("tfds:"):
+        parts = spec[len("tfds:"):].split(":")
+        if len(parts) not in (2, 3) or not all(parts):
+            raise ValueError(f"config.data.corpus={spec!r}: expected tfds:NAME:FEATURE[:SPLIT]")
+        return TfdsCorpus(parts[0], parts[1], parts[2] if len(parts) == 3 else "train")
+    return FileCorpus(spec, max_line_bytes)
