@@ -1,0 +1,54 @@
+"""Shared fixtures: a tiny trained tokenizer and a random Hugging Face BertForPreTraining directory."""
+
+import os
+
+os.environ.setdefault("USE_TF", "0")  # transformers must not import TensorFlow (slow, unneeded).
+os.environ.setdefault("USE_FLAX", "0")
+
+import pytest  # noqa: E402
+
+SENTENCES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "A lazy dog sleeps in the warm afternoon sun.",
+    "Café, naïve and résumé carry accents; 東京 and 北京 are cities.",
+    "Birds sing, rivers flow, and the quick fox runs home!",
+]
+
+# Odd, distinct dimensions so that a transposed or misplaced tensor cannot go unnoticed.
+TINY_HF = dict(vocab_size=101, hidden_size=30, num_attention_heads=3, intermediate_size=37,
+               num_hidden_layers=3, max_position_embeddings=41, type_vocab_size=2)
+
+
+def randomize(torch_model, seed):
+    """Adds noise to every parameter (LayerNorm ones/zeros and zero biases would hide mix-ups)."""
+    import torch
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in torch_model.parameters():
+            p.add_(0.1 * torch.randn(p.shape, generator=gen))
+    return torch_model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_dir(tmp_path_factory):
+    from bertjax.data import tokenizer as tokenizer_lib
+    out = tmp_path_factory.mktemp("tokenizer_uncased")
+    tokenizer_lib.train_wordpiece(iter(SENTENCES * 2), vocab_size=101, lowercase=True,
+                                  out_dir=str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def hf_pretraining_dir(tmp_path_factory, tiny_tokenizer_dir):
+    """A saved random transformers.BertForPreTraining (safetensors) with vocab.txt, tokenizer."""
+    import shutil
+    import torch
+    import transformers
+    torch.manual_seed(0)
+    model = randomize(transformers.BertForPreTraining(
+        transformers.BertConfig(hidden_act="gelu", **TINY_HF)), seed=1)
+    out = tmp_path_factory.mktemp("hf_pretraining")
+    model.save_pretrained(str(out))
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tiny_tokenizer_dir / name, out / name)
+    return out

@@ -1,0 +1,332 @@
+"""Imported weights compute what transformers (PyTorch CPU) computes; exports load in transformers."""
+
+import json
+import os
+import subprocess
+import sys
+import types
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+import torch
+import transformers
+from safetensors.numpy import load_file, save_file
+
+from bertjax import convert
+from bertjax import model as model_lib
+from conftest import TINY_HF, randomize
+
+B, S, P = 3, 13, 4
+LENGTHS = [13, 9, 5]
+
+
+def _batch(vocab_size, seed=0):
+    """A padded batch: token types 0 then 1 within each sequence, zeros in the attention mask."""
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(5, vocab_size, size=(B, S)).astype(np.int32)
+    mask = np.zeros((B, S), np.int32)
+    types_ = np.zeros((B, S), np.int32)
+    positions = np.zeros((B, P), np.int32)
+    for b, n in enumerate(LENGTHS):
+        mask[b, :n] = 1
+        types_[b, n // 2:n] = 1
+        ids[b, n:] = 0
+        positions[b] = rng.choice(np.arange(1, n), size=P, replace=False)
+    return ids, types_, mask, positions
+
+
+def _rel(ours, ref):
+    ours, ref = np.asarray(ours, np.float64), np.asarray(ref, np.float64)
+    assert ours.shape == ref.shape
+    return np.max(np.abs(ours - ref)) / np.max(np.abs(ref))
+
+
+def _hf_forward(torch_model, ids, types_, mask):
+    with torch.no_grad():
+        return torch_model(input_ids=torch.tensor(ids, dtype=torch.long),
+                           token_type_ids=torch.tensor(types_, dtype=torch.long),
+                           attention_mask=torch.tensor(mask, dtype=torch.long),
+                           output_hidden_states=True)
+
+
+def _ours_forward(cfg, params, ids, types_, mask, positions):
+    params = model_lib.layout_params(params, cfg)
+    if "mlm" in params:
+        module = model_lib.BertForPreTraining(cfg)
+        return module.apply({"params": params}, ids, types_, mask, positions,
+                            output_hidden_states=True)
+    return model_lib.BertModel(cfg).apply({"params": params["bert"]}, ids, types_, mask,
+                                          output_hidden_states=True)
+
+
+def _assert_same(cfg, params, torch_model, vocab_size, heads=True):
+    ids, types_, mask, positions = _batch(vocab_size)
+    ref = _hf_forward(torch_model, ids, types_, mask)
+    ours = _ours_forward(cfg, params, ids, types_, mask, positions)
+    keep = mask.astype(bool)
+    assert len(ours["hidden_states"]) == len(ref.hidden_states) == cfg.num_layers + 1
+    for layer, (a, b) in enumerate(zip(ours["hidden_states"], ref.hidden_states)):
+        assert _rel(np.asarray(a)[keep], b.numpy()[keep]) < 1e-4, f"hidden state {layer}"
+    if heads:
+        mlm_ref = np.take_along_axis(ref.prediction_logits.numpy(), positions[..., None], axis=1)
+        assert _rel(ours["mlm_logits"], mlm_ref) < 1e-4
+        assert _rel(ours["nsp_logits"], ref.seq_relationship_logits.numpy()) < 1e-4
+        pooled_ref = torch_model.bert.pooler(ref.hidden_states[-1]).detach().numpy()
+    else:
+        pooled_ref = ref.pooler_output.numpy()
+    assert _rel(ours["pooled_output"], pooled_ref) < 1e-4
+
+
+@pytest.fixture(scope="module")
+def hf_model(hf_pretraining_dir):
+    return transformers.BertForPreTraining.from_pretrained(str(hf_pretraining_dir)).eval()
+
+
+@pytest.fixture(scope="module")
+def imported(hf_pretraining_dir):
+    return convert.from_huggingface(str(hf_pretraining_dir))
+
+
+@pytest.mark.parametrize("scan", [False, True], ids=["unscanned", "scan_layers"])
+def test_huggingface_pretraining_matches(imported, hf_model, scan):
+    cfg, params, tok = imported
+    assert set(params) == {"bert", "mlm", "nsp"}
+    assert cfg.hidden_act == "gelu" and cfg.num_layers == 3 and cfg.hidden_size == 30
+    assert tok is not None and tok.token_to_id("[CLS]") == 2
+    cfg = ml_collections.ConfigDict(cfg.to_dict())
+    cfg.scan_layers = scan
+    _assert_same(cfg, params, hf_model, TINY_HF["vocab_size"])
+
+
+def test_huggingface_bare_model_pytorch_bin(tmp_path):
+    hf_cfg = transformers.BertConfig(vocab_size=53, hidden_size=35, num_attention_heads=5,
+                                     intermediate_size=23, num_hidden_layers=2,
+                                     max_position_embeddings=29, type_vocab_size=3,
+                                     hidden_act="gelu_new", layer_norm_eps=1e-7)
+    torch.manual_seed(3)
+    torch_model = randomize(transformers.BertModel(hf_cfg), seed=4)
+    torch_model.save_pretrained(str(tmp_path), safe_serialization=False)
+    assert (tmp_path / "pytorch_model.bin").is_file()
+    cfg, params, tok = convert.from_huggingface(str(tmp_path))
+    assert tok is None and set(params) == {"bert"}
+    assert cfg.hidden_act == "gelu_tanh" and cfg.type_vocab_size == 3
+    assert cfg.layer_norm_eps == pytest.approx(1e-7)
+    _assert_same(cfg, params, torch_model, 53, heads=False)
+
+
+def test_old_gamma_beta_names(tmp_path, hf_pretraining_dir, imported):
+    tensors = load_file(str(hf_pretraining_dir / "model.safetensors"))
+    renamed = {k.replace("LayerNorm.weight", "LayerNorm.gamma")
+                .replace("LayerNorm.bias", "LayerNorm.beta"): v for k, v in tensors.items()}
+    save_file(renamed, str(tmp_path / "model.safetensors"))
+    (tmp_path / "config.json").write_text((hf_pretraining_dir / "config.json").read_text())
+    _, params, _ = convert.from_huggingface(str(tmp_path))
+    jax.tree.map(np.testing.assert_array_equal, params, imported[1])
+
+
+def test_roundtrip_bertjax_huggingface_bertjax_is_exact(tmp_path, imported, hf_model):
+    cfg, params, tok = imported
+    convert.to_huggingface(cfg, params, tok, str(tmp_path / "hf"))
+    reloaded, info = transformers.BertForPreTraining.from_pretrained(
+        str(tmp_path / "hf"), output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    assert not info["mismatched_keys"]
+    ids, types_, mask, _ = _batch(TINY_HF["vocab_size"])
+    a, b = _hf_forward(reloaded.eval(), ids, types_, mask), _hf_forward(hf_model, ids, types_, mask)
+    np.testing.assert_array_equal(a.prediction_logits.numpy(), b.prediction_logits.numpy())
+    cfg2, params2, tok2 = convert.from_huggingface(str(tmp_path / "hf"))
+    assert cfg2.to_dict() == cfg.to_dict()
+    assert jax.tree.structure(params2) == jax.tree.structure(params)
+    assert all(jax.tree.leaves(jax.tree.map(np.array_equal, params2, params)))
+    assert tok2.get_vocab() == tok.get_vocab()
+    hf_tok = transformers.BertTokenizer.from_pretrained(str(tmp_path / "hf"))
+    assert hf_tok("Café the FOX")["input_ids"] == tok.encode("Café the FOX").ids
+
+
+def test_bertjax_directory_roundtrip_and_gelu_tanh_export(tmp_path, imported):
+    cfg, params, tok = imported
+    convert.save_bertjax(cfg, params, tok, str(tmp_path / "bj"), extra={"task": "pretraining"})
+    meta = json.loads((tmp_path / "bj" / "bertjax.json").read_text())
+    assert meta["format"] == "bertjax" and meta["version"] == 1
+    assert meta["tokenizer"] == {"lowercase": True}
+    cfg2, params2, tok2, extra = convert.load_any(str(tmp_path / "bj"), with_extra=True)
+    assert extra == {"task": "pretraining"} and cfg2.to_dict() == cfg.to_dict()
+    assert all(jax.tree.leaves(jax.tree.map(np.array_equal, params2, params)))
+    assert tok2.encode("the quick fox").ids == tok.encode("the quick fox").ids
+    cfg_tanh = ml_collections.ConfigDict(cfg.to_dict())
+    cfg_tanh.hidden_act = "gelu_tanh"
+    convert.to_huggingface(cfg_tanh, params, None, str(tmp_path / "hf"))
+    assert json.loads((tmp_path / "hf" / "config.json").read_text())["hidden_act"] == "gelu_new"
+
+
+def test_export_refuses_what_huggingface_cannot_represent(tmp_path, imported):
+    cfg, params, _ = imported
+    for field, value in [("pre_layer_norm", True), ("position_embedding", "sinusoidal")]:
+        bad = ml_collections.ConfigDict(cfg.to_dict())
+        bad[field] = value
+        with pytest.raises(convert.ConvertError, match=field):
+            convert.to_huggingface(bad, params, None, str(tmp_path))
+
+
+def _write_google_checkpoint(directory, torch_model, cfg_dict):
+    """google-research/bert's variable names and orientations, via TF1 graph-mode Variables."""
+    import tensorflow as tf
+    sd = {k: v.numpy() for k, v in torch_model.state_dict().items()}
+    variables = {}
+    for name, value in sd.items():
+        if name.endswith("position_ids") or "decoder" in name:
+            continue
+        g = name.replace("bert.", "bert/", 1) if name.startswith("bert.") else name
+        g = g.replace(".", "/").replace("layer/", "layer_")
+        if g.endswith("_embeddings/weight"):
+            g = g[: -len("/weight")]
+        elif "LayerNorm" in g:
+            g = g.replace("/weight", "/gamma").replace("/bias", "/beta")
+        elif g == "cls/predictions/bias":
+            g = "cls/predictions/output_bias"
+        elif g.startswith("cls/seq_relationship"):
+            g = g.replace("/weight", "/output_weights").replace("/bias", "/output_bias")
+        elif g.endswith("/weight"):
+            g, value = g[: -len("/weight")] + "/kernel", value.T  # TF dense kernels are [in, out].
+        variables[g] = value
+    assert "bert/encoder/layer_1/attention/self/query/kernel" in variables
+    assert variables["cls/seq_relationship/output_weights"].shape == (2, 30)
+    with tf.Graph().as_default():
+        tf_vars = [tf.compat.v1.Variable(v, name=k) for k, v in variables.items()]
+        tf_vars.append(tf.compat.v1.Variable(np.zeros((30,), np.float32),
+                                             name="bert/pooler/dense/kernel/adam_m"))
+        tf_vars.append(tf.compat.v1.Variable(np.int64(7), name="global_step"))
+        saver = tf.compat.v1.train.Saver(tf_vars)
+        with tf.compat.v1.Session() as sess:
+            sess.run(tf.compat.v1.global_variables_initializer())
+            saver.save(sess, os.path.join(directory, "bert_model.ckpt"))
+    with open(os.path.join(directory, "bert_config.json"), "w") as f:
+        json.dump(cfg_dict, f)
+
+
+def test_google_checkpoint_matches_huggingface_gelu_new(tmp_path, tiny_tokenizer_dir):
+    torch.manual_seed(5)
+    torch_model = randomize(transformers.BertForPreTraining(
+        transformers.BertConfig(hidden_act="gelu_new", **TINY_HF)), seed=6)
+    google_dir = tmp_path / "uncased_L-3_H-30_A-3"
+    google_dir.mkdir()
+    google_cfg = {"attention_probs_dropout_prob": 0.1, "hidden_act": "gelu",
+                  "hidden_dropout_prob": 0.1, "initializer_range": 0.02, **{
+                      k: v for k, v in TINY_HF.items()}}
+    _write_google_checkpoint(str(google_dir), torch_model, google_cfg)
+    (google_dir / "vocab.txt").write_text((tiny_tokenizer_dir / "vocab.txt").read_text())
+    cfg, params, tok = convert.load_any(str(google_dir))
+    assert cfg.hidden_act == "gelu_tanh" and cfg.layer_norm_eps == 1e-12
+    assert set(params) == {"bert", "mlm", "nsp"}
+    from bertjax.data.tokenizer import tokenizer_lowercase
+    assert tokenizer_lowercase(tok) is True  # guessed from the directory name
+    _assert_same(cfg, params, torch_model, TINY_HF["vocab_size"])
+    # A missing variable is named the way the checkpoint names it.
+    (google_dir / "bert_config.json").write_text(json.dumps({**google_cfg,
+                                                             "num_hidden_layers": 4}))
+    with pytest.raises(convert.ConvertError,
+                       match="bert/encoder/layer_3/attention/self/query/kernel"):
+        convert.from_google(str(google_dir))
+
+
+def _copy_hf(src, dst, **tensor_edits):
+    os.makedirs(dst, exist_ok=True)
+    (dst / "config.json").write_text((src / "config.json").read_text())
+    tensors = load_file(str(src / "model.safetensors"))
+    for name, value in tensor_edits.items():
+        name = name.replace("__", ".")
+        if value is None:
+            del tensors[name]
+        else:
+            tensors[name] = value
+    save_file(tensors, str(dst / "model.safetensors"))
+
+
+def test_bad_inputs_raise_convert_error_naming_what(tmp_path, hf_pretraining_dir):
+    src = hf_pretraining_dir
+    d = tmp_path / "no_weights"
+    d.mkdir()
+    (d / "config.json").write_text((src / "config.json").read_text())
+    with pytest.raises(convert.ConvertError, match="no_weights.*weights file is missing"):
+        convert.load_any(str(d))
+
+    _copy_hf(src, tmp_path / "missing", **{
+        "bert__encoder__layer__1__attention__self__key__weight": None})
+    with pytest.raises(convert.ConvertError,
+                       match=r"model.safetensors.*encoder.layer.1.attention.self.key.weight"):
+        convert.load_any(str(tmp_path / "missing"))
+
+    _copy_hf(src, tmp_path / "shape", **{
+        "bert__encoder__layer__2__intermediate__dense__weight": np.zeros((36, 30), np.float32)})
+    with pytest.raises(convert.ConvertError,
+                       match=r"encoder.layer.2.intermediate.dense.weight.*\(36, 30\)"):
+        convert.load_any(str(tmp_path / "shape"))
+
+    d = tmp_path / "corrupt"
+    _copy_hf(src, d)
+    data = (d / "model.safetensors").read_bytes()
+    (d / "model.safetensors").write_bytes(data[:100] + b"\xff" * 50)
+    with pytest.raises(convert.ConvertError, match="corrupt.*model.safetensors"):
+        convert.load_any(str(d))
+
+    d = tmp_path / "bad_config"
+    _copy_hf(src, d)
+    cfg = json.loads((d / "config.json").read_text())
+    del cfg["num_attention_heads"]
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(convert.ConvertError, match="config.json.*num_attention_heads"):
+        convert.load_any(str(d))
+
+    d = tmp_path / "mystery"
+    d.mkdir()
+    (d / "weights.npz").write_bytes(b"")
+    with pytest.raises(convert.ConvertError, match="mystery.*unknown model format"):
+        convert.load_any(str(d))
+
+
+def test_workdir_goes_through_checkpoint_restore_params(tmp_path, imported, monkeypatch,
+                                                        tiny_tokenizer_dir):
+    cfg, params, _ = imported
+    (tmp_path / "checkpoints").mkdir()
+    scanned_cfg = ml_collections.ConfigDict(cfg.to_dict())
+    scanned_cfg.scan_layers = True
+    calls = []
+
+    def restore_params(workdir, step=None):
+        calls.append((workdir, step))
+        return scanned_cfg, model_lib.layout_params(params, scanned_cfg), \
+            str(tiny_tokenizer_dir), {"step": 3}
+
+    fake = types.ModuleType("bertjax.checkpoint")
+    fake.restore_params = restore_params
+    monkeypatch.setitem(sys.modules, "bertjax.checkpoint", fake)
+    import bertjax
+    monkeypatch.setattr(bertjax, "checkpoint", fake, raising=False)
+    cfg2, params2, tok, extra = convert.load_any(str(tmp_path), with_extra=True)
+    assert calls == [(str(tmp_path), None)] and extra == {"step": 3}
+    assert all(jax.tree.leaves(jax.tree.map(np.array_equal, params2, params)))
+    assert tok is not None and cfg2.scan_layers
+
+
+def test_cli_huggingface_to_bertjax_to_huggingface(tmp_path, hf_pretraining_dir, hf_model):
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "USE_TF": "0"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
+    bj, hf = tmp_path / "bj", tmp_path / "hf"
+    cmd = [sys.executable, "-m", "bertjax.convert"]
+    r = subprocess.run(cmd + [str(hf_pretraining_dir), str(bj)], env=env, capture_output=True,
+                       text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(cmd + [str(bj), str(hf), "--to", "huggingface"], env=env,
+                       capture_output=True, text=True, check=False)
+    assert r.returncode == 0, r.stderr
+    reloaded = transformers.BertForPreTraining.from_pretrained(str(hf)).eval()
+    ids, types_, mask, _ = _batch(TINY_HF["vocab_size"])
+    a, b = _hf_forward(reloaded, ids, types_, mask), _hf_forward(hf_model, ids, types_, mask)
+    np.testing.assert_array_equal(a.prediction_logits.numpy(), b.prediction_logits.numpy())
+    np.testing.assert_array_equal(a.seq_relationship_logits.numpy(),
+                                  b.seq_relationship_logits.numpy())
+    # Errors: a message naming the path, exit status 2, no traceback.
+    assert convert.main([str(tmp_path / "nowhere"), str(tmp_path / "out")]) == 2
