@@ -88,7 +88,7 @@ class SkipReport:
 
     counts: collections.Counter = dataclasses.field(default_factory=collections.Counter)
     places: dict = dataclasses.field(default_factory=lambda: collections.defaultdict(list))
-    max_examples: int = 20
+    max_examples: int = 5
 
     def skip(self, reason: str, where: str) -> None:
         self.counts[reason] += 1
