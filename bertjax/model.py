@@ -99,6 +99,20 @@ def _ones(axes):
     return nn.with_logical_partitioning(nn.initializers.ones, axes)
 
 
+class _FlatSafePartitioned(nn.LogicallyPartitioned):
+    """DenseGeneral initialises kernels flat ([D, 3*N*H]) and reshapes them; flax would apply the
+    4-axis sharding constraint to the flat array and fail under a mesh. Skip it at that point."""
+
+    def unbox(self, apply_constraint=True):
+        if jnp.ndim(self.value) != len(self.names):
+            return self.value
+        return super().unbox(apply_constraint)
+
+
+def _flat_safe(init, axes):
+    return lambda *args: _FlatSafePartitioned(init(*args), axes)
+
+
 def _layer_norm(cfg, name):
     return nn.LayerNorm(epsilon=cfg.layer_norm_eps, dtype=jnp.float32, param_dtype=jnp.float32,
                         scale_init=_ones(("embed",)), bias_init=_zeros(("embed",)), name=name)
@@ -165,8 +179,9 @@ class SelfAttention(nn.Module):
         # One fused projection for Q, K and V: a single [D, 3*N*H] matmul.
         qkv = nn.DenseGeneral(
             features=(3, n, h), axis=-1, dtype=dtype, param_dtype=jnp.float32,
-            kernel_init=_dense_init(cfg, ("embed", None, "heads", "kv")),
-            bias_init=_zeros((None, "heads", "kv")), name="qkv")(x)  # [B, S, 3, N, H]
+            kernel_init=_flat_safe(nn.initializers.truncated_normal(cfg.initializer_range),
+                                   ("embed", None, "heads", "kv")),
+            bias_init=_flat_safe(nn.initializers.zeros, (None, "heads", "kv")), name="qkv")(x)  # [B, S, 3, N, H]
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
         q = nn.with_logical_constraint(q, ("batch", "length", "heads", "kv"))
         use_dropout = cfg.attention_dropout_rate > 0.0 and not deterministic
@@ -183,7 +198,8 @@ class SelfAttention(nn.Module):
             out = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=impl)
         out = nn.DenseGeneral(
             features=cfg.hidden_size, axis=(-2, -1), dtype=dtype, param_dtype=jnp.float32,
-            kernel_init=_dense_init(cfg, ("heads", "kv", "embed")),
+            kernel_init=_flat_safe(nn.initializers.truncated_normal(cfg.initializer_range),
+                                   ("heads", "kv", "embed")),
             bias_init=_zeros(("embed",)), name="out")(out)  # [B, S, D]
         return out
 

@@ -1,0 +1,165 @@
+"""A thin wrapper on orbax's CheckpointManager for training workdirs.
+
+Workdir layout (see /work/briefs/interfaces.md):
+  W/config.json    the full run config as JSON (written at start; compared on resume)
+  W/tokenizer/     vocab.txt + tokenizer.json of the run
+  W/checkpoints/   one directory per step, items "state" (TrainState: step, params, opt_state) and
+                   "data" (the grain iterator state, one JSON file per process)
+
+Saves are asynchronous: arrays are copied off the devices, then written by a background thread
+while training continues. Restores take the target shardings, so a checkpoint written on one mesh
+restores onto any other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from typing import Any
+
+import grain.checkpoint as grain_ckpt
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+
+from bertjax import model as model_lib
+
+PyTree = Any
+# Model fields that change the parameter tree's shapes or layout: a mismatch cannot be resumed.
+SHAPE_FIELDS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
+                "max_position_embeddings", "type_vocab_size", "position_embedding",
+                "pre_layer_norm", "scan_layers")
+
+
+class CheckpointMismatchError(ValueError):
+    """The run config does not match the checkpoint in the workdir; the message names fields."""
+
+
+def config_path(workdir: str) -> str:
+    return os.path.join(workdir, "config.json")
+
+
+def tokenizer_dir(workdir: str) -> str:
+    return os.path.join(workdir, "tokenizer")
+
+
+def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> None:
+    """Compares the run config with W/config.json; raises naming every differing shape field."""
+    path = config_path(workdir)
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        saved = json.load(f)
+    diffs = []
+    if saved.get("task") != config.task:
+        diffs.append(f"task: checkpoint {saved.get('task')!r} vs config {config.task!r}")
+    saved_model = saved.get("model", {})
+    for name in SHAPE_FIELDS:
+        if name in saved_model and saved_model[name] != config.model.get(name):
+            diffs.append(f"model.{name}: checkpoint {saved_model[name]!r} vs config "
+                         f"{config.model.get(name)!r}")
+    if diffs:
+        raise CheckpointMismatchError(
+            f"the config does not match the run in {workdir} ({path}):\n  " + "\n  ".join(diffs)
+            + "\nUse a new --workdir, or the checkpoint's settings.")
+
+
+def write_run_files(workdir: str, config: ml_collections.ConfigDict, tokenizer_src: str | None):
+    """W/config.json and W/tokenizer/ (primary process only)."""
+    if jax.process_index() != 0:
+        return
+    os.makedirs(workdir, exist_ok=True)
+    tmp = config_path(workdir) + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    os.replace(tmp, config_path(workdir))
+    if tokenizer_src and os.path.abspath(tokenizer_src) != os.path.abspath(tokenizer_dir(workdir)):
+        os.makedirs(tokenizer_dir(workdir), exist_ok=True)
+        for name in ("vocab.txt", "tokenizer.json"):
+            src = os.path.join(tokenizer_src, name)
+            if os.path.exists(src):
+                shutil.copyfile(src, os.path.join(tokenizer_dir(workdir), name))
+
+
+class Checkpointer:
+    """Save / restore (state, data iterator) under W/checkpoints."""
+
+    def __init__(self, workdir: str, max_to_keep: int | None = 3, async_save: bool = True):
+        self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep, enable_async_checkpointing=async_save, create=True)
+        self.manager = ocp.CheckpointManager(self.directory, item_names=("state", "data"),
+                                             options=options)
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        return list(self.manager.all_steps())
+
+    def save(self, step: int, state: PyTree, data_iterator: Any) -> None:
+        """Starts an asynchronous save of `state` and the iterator's current position."""
+        self.manager.save(step, args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state),
+            data=grain_ckpt.CheckpointSave(data_iterator)), force=True)
+
+    def restore(self, step: int, abstract_state: PyTree, data_iterator: Any | None) -> PyTree:
+        """abstract_state: jax.ShapeDtypeStruct leaves with the target shardings.
+
+        Sets `data_iterator`'s state (when given) and returns the restored state.
+        """
+        items = {"state": ocp.args.StandardRestore(abstract_state)}
+        if data_iterator is not None:
+            items["data"] = grain_ckpt.CheckpointRestore(data_iterator)
+        restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+        return restored["state"]
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+def _load_run_config(workdir: str) -> dict:
+    path = config_path(workdir)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: {workdir} is not a bertjax training workdir")
+    with open(path) as f:
+        return json.load(f)
+
+
+def restore_params(workdir: str, step: int | None = None
+                   ) -> tuple[ml_collections.ConfigDict, dict, str, dict]:
+    """(model_cfg, canonical params as numpy, tokenizer_dir, extra) of a training workdir.
+
+    Loads the latest (or the given) step's parameters only, without the optimizer state.
+    extra: {"task": ..., "step": ..., "config": the full run config dict}.
+    """
+    run = _load_run_config(workdir)
+    directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
+    manager = ocp.CheckpointManager(directory, item_names=("state",),
+                                    options=ocp.CheckpointManagerOptions(read_only=True))
+    try:
+        step = manager.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {directory}")
+        if step not in manager.all_steps():
+            raise FileNotFoundError(
+                f"no checkpoint for step {step} in {directory} (have {manager.all_steps()})")
+        meta = manager.item_metadata(step)["state"]
+        param_meta = meta["params"] if isinstance(meta, dict) else meta.params
+        item = {"params": jax.tree.map(lambda m: np.zeros((), np.float32), param_meta)}
+        restore_args = {"params": jax.tree.map(
+            lambda m: ocp.RestoreArgs(restore_type=np.ndarray), param_meta)}
+        restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+            item=item, restore_args=restore_args, partial_restore=True)))
+    finally:
+        manager.close()
+    params = model_lib.canonical_params(restored["state"]["params"])
+    model_cfg = ml_collections.ConfigDict(run["model"])
+    extra = {"task": run.get("task"), "step": int(step), "config": run}
+    return model_cfg, params, tokenizer_dir(workdir), extra

@@ -1,0 +1,331 @@
+"""The trainer: `python -m bertjax.train --config configs/bert_tiny.py --workdir runs/tiny`.
+
+One loop for pretraining and fine-tuning; `config.task` picks the Task (bertjax/tasks) that gives
+the model head, loss, metrics and data. Restarting with the same --workdir resumes exactly from the
+latest checkpoint. Multi-host: jax.distributed.initialize runs automatically on TPU pods and SLURM,
+or explicitly with --coordinator_address/--num_processes/--process_id.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import app, flags
+from jax.experimental import multihost_utils
+from ml_collections import config_flags
+
+from bertjax import checkpoint as ckpt_lib
+from bertjax import flops as flops_lib
+from bertjax import metrics_log, optim, sharding, steps
+from bertjax import model as model_lib
+from bertjax.model import ConfigError
+from bertjax.tasks import base as tasks_base
+
+PyTree = Any
+
+
+class NonFiniteError(FloatingPointError):
+    """Loss or gradients became NaN/Inf; the message names the step."""
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int, process_count: int) -> tuple:
+    """Every config error we can find before compiling anything; returns the mesh shape."""
+    model_lib.validate_config(config.model)
+    optim.validate_config(config.optimizer, config.num_train_steps)
+    for name in ("batch_size", "num_train_steps", "log_every_steps", "checkpoint_every_steps"):
+        if config[name] <= 0:
+            raise ConfigError(f"config.{name} must be > 0, got {config[name]!r}")
+    if config.eval_every_steps < 0:
+        raise ConfigError(f"config.eval_every_steps must be >= 0, got {config.eval_every_steps}")
+    shape = sharding.mesh_shape(config.mesh, num_devices)
+    dp = shape[0] * shape[1]
+    accum = config.optimizer.grad_accum_steps
+    if config.batch_size % process_count:
+        raise ConfigError(f"config.batch_size={config.batch_size} is not divisible by the "
+                          f"{process_count} processes")
+    if config.batch_size % accum:
+        raise ConfigError(f"config.batch_size={config.batch_size} is not divisible by "
+                          f"config.optimizer.grad_accum_steps={accum}")
+    if (config.batch_size // accum) % dp:
+        raise ConfigError(
+            f"config.batch_size={config.batch_size} (micro-batch {config.batch_size // accum}) is "
+            f"not divisible by the data-parallel size {dp} = config.mesh.data x config.mesh.fsdp "
+            f"(mesh {dict(zip(sharding.AXES, shape))})")
+    seq = config.data.get("max_seq_length")
+    if seq is not None and seq > config.model.max_position_embeddings:
+        raise ConfigError(f"config.data.max_seq_length={seq} exceeds "
+                          f"config.model.max_position_embeddings={config.model.max_position_embeddings}")
+    return shape
+
+
+class _Preemption:
+    """SIGTERM sets a flag; hosts agree on it at the same step (a tiny all-gather)."""
+
+    def __init__(self, every: int):
+        self.requested = False
+        self.every = max(int(every), 1)
+        self._previous = signal.signal(signal.SIGTERM, self._handler)
+
+    def _handler(self, signum, frame):
+        self.requested = True
+
+    def agreed(self, step: int) -> bool:
+        if jax.process_count() == 1:
+            return self.requested  # nothing to agree on: check every step, no collective
+        if step % self.every:
+            return False
+        flags_all = multihost_utils.process_allgather(np.int32(self.requested))
+        return bool(np.any(flags_all))
+
+    def restore(self):
+        signal.signal(signal.SIGTERM, self._previous)
+
+
+def _to_global(batch: dict, batch_sharding) -> dict:
+    """Per-process numpy rows -> global jax.Arrays split over data x fsdp."""
+    n = jax.process_count()
+    return {k: jax.make_array_from_process_local_data(
+        batch_sharding, np.asarray(v), (v.shape[0] * n,) + tuple(v.shape[1:]))
+        for k, v in batch.items()}
+
+
+def _load_init_from(path: str, task: tasks_base.Task, model_cfg, params: PyTree,
+                    shardings: PyTree) -> PyTree:
+    """Replaces task.pretrained_keys subtrees of `params` with those of a pretrained model."""
+    if os.path.exists(ckpt_lib.config_path(path)):
+        src_cfg, src_params, _, _ = ckpt_lib.restore_params(path)
+    else:
+        from bertjax import convert  # the interop helper's module
+        src_cfg, src_params, _ = convert.load_any(path)
+    diffs = [f"model.{k}: {path} has {src_cfg.get(k)!r}, config has {model_cfg.get(k)!r}"
+             for k in ckpt_lib.SHAPE_FIELDS if k != "scan_layers" and src_cfg.get(k) is not None
+             and src_cfg.get(k) != model_cfg.get(k)]
+    if diffs:
+        raise ckpt_lib.CheckpointMismatchError(
+            f"config.init_from={path!r} does not match config.model:\n  " + "\n  ".join(diffs))
+    src = model_lib.layout_params(src_params, model_cfg)
+    params = dict(params)
+    for key in task.pretrained_keys:
+        if key not in src:
+            if key in task.optional_pretrained_keys:
+                logging.info("init_from: %s has no %r subtree; keeping it fresh", path, key)
+                continue
+            raise ckpt_lib.CheckpointMismatchError(
+                f"config.init_from={path!r} has no {key!r} parameters (has {sorted(src)})")
+        target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), params[key])
+        try:
+            jax.tree.map(lambda t, s: None if t.shape == np.shape(s) else (_ for _ in ()).throw(
+                ValueError(f"{t.shape} vs {np.shape(s)}")), target, src[key])
+        except ValueError as e:
+            raise ckpt_lib.CheckpointMismatchError(
+                f"config.init_from={path!r}: {key!r} parameters differ in structure/shape: {e}")
+        params[key] = jax.tree.map(lambda s, t, sh: jax.device_put(np.asarray(s, t.dtype), sh),
+                                   src[key], target, shardings[key])
+    return params
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Trains config.num_train_steps updates (resuming from workdir), evaluates, returns a summary.
+
+    Returns {"step", "preempted": bool, "eval": final eval metrics, "train": last logged train
+    metrics}.
+    """
+    workdir = os.path.abspath(workdir)
+    mesh_shape = validate(config, jax.device_count(), jax.process_count())
+    task_cls = tasks_base.get_task(config.task)
+    task = task_cls(config)
+    task.validate(config)
+    mesh = sharding.make_mesh(config.mesh)
+    rules = sharding.rules(config.mesh)
+    primary = jax.process_index() == 0
+
+    checkpointer = ckpt_lib.Checkpointer(workdir, max_to_keep=config.max_to_keep)
+    latest = checkpointer.latest_step()
+    if latest is not None:
+        ckpt_lib.check_compatible(workdir, config)
+    data = task.data(config, workdir, jax.process_index(), jax.process_count())
+    vocab = data.tokenizer.get_vocab_size() if data.tokenizer is not None else 0
+    if vocab > config.model.vocab_size:
+        raise ConfigError(f"the tokenizer has {vocab} tokens but config.model.vocab_size="
+                          f"{config.model.vocab_size}; set config.model.vocab_size >= {vocab}")
+    ckpt_lib.write_run_files(workdir, config, data.tokenizer_dir)
+    train_iter = data.train_iterator()
+
+    model = task.build_model(config.model)
+    tx = optim.make_optimizer(config.optimizer, config.num_train_steps)
+    lr_schedule = optim.learning_rate_schedule(config.optimizer, config.num_train_steps)
+    seq_len = int(config.data.get("max_seq_length", 128))
+    dummy = task.dummy_batch(config.batch_size, seq_len)
+    init_key, base_key = jax.random.split(jax.random.key(config.seed))
+    init_fn = functools.partial(steps.init_state, task=task, model=model, tx=tx)
+    batch_sharding = sharding.batch_sharding(mesh)
+    replicated = sharding.replicated(mesh)
+
+    # Initialisation runs outside the logical-rules context: the jitted init's out_shardings
+    # place every parameter (flax's in-init constraints trip over DenseGeneral's reshaped kernels).
+    boxed = jax.eval_shape(lambda k: task.init_params(model, k, dummy), init_key)
+    param_sh = sharding.param_shardings(boxed, mesh, rules)
+    abstract = jax.eval_shape(init_fn, init_key, dummy)
+    state_sh = steps.TrainState(
+        step=replicated, params=param_sh,
+        opt_state=sharding.like_params(abstract.opt_state, abstract.params, param_sh, mesh))
+    if latest is not None:
+        target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                              abstract, state_sh)
+        state = checkpointer.restore(latest, target, train_iter)
+        logging.info("resumed from %s step %d", checkpointer.directory, latest)
+    else:
+        state = jax.jit(init_fn, out_shardings=state_sh)(init_key, dummy)
+        if config.init_from:
+            params = _load_init_from(config.init_from, task, config.model, state.params,
+                                     param_sh)
+            state = state.replace(params=params, opt_state=jax.jit(
+                tx.init, out_shardings=state_sh.opt_state)(params))
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        batch_in = jax.tree.map(lambda _: batch_sharding, dummy)
+        # donate_argnums=0: the old state's buffers are reused for the new state, so parameters
+        # and optimizer moments exist once in device memory, not twice.
+        train_step = jax.jit(
+            functools.partial(steps.train_step, task=task, model=model, tx=tx,
+                              lr_schedule=lr_schedule,
+                              grad_accum_steps=config.optimizer.grad_accum_steps,
+                              skip_nonfinite=config.skip_nonfinite),
+            in_shardings=(state_sh, batch_in, replicated), out_shardings=(state_sh, replicated),
+            donate_argnums=0)
+        eval_step = jax.jit(functools.partial(steps.eval_step, task=task, model=model),
+                            in_shardings=(param_sh, batch_in), out_shardings=replicated)
+        accumulate = jax.jit(steps.accumulate)
+
+        step = int(jax.device_get(state.step))
+        log = metrics_log.MetricsLog(workdir, config.num_train_steps, start_step=step,
+                                     progress=primary and config.get("progress_bar", True))
+        flops_per_step = flops_lib.step_flops(
+            config.model, config.batch_size, seq_len,
+            int(config.data.get("max_predictions_per_seq", seq_len)),
+            bool(config.data.get("next_sentence", False)))
+        peak = flops_lib.peak_flops(dtype=config.model.dtype)
+        preemption = _Preemption(config.get("preemption_check_every_steps", 10))
+
+        def evaluate() -> dict[str, float]:
+            total = None
+            for i, batch in enumerate(data.eval_batches()):
+                if 0 <= config.num_eval_batches <= i:
+                    break
+                total = accumulate(total, eval_step(state.params, _to_global(batch, batch_sharding)))
+            if total is None:
+                return {}
+            return task.finalize_metrics(steps.finalize(total))
+
+        def check_finite(total) -> None:
+            if total is None:
+                return
+            bad = int(jax.device_get(total["nonfinite_step"]))
+            if bad != steps.NO_NONFINITE and not config.skip_nonfinite:
+                raise NonFiniteError(
+                    f"loss or gradients are NaN/Inf at step {bad} (the update producing step {bad});"
+                    f" stopping without checkpointing it. Lower config.optimizer.learning_rate, "
+                    f"check the data, or set config.skip_nonfinite=True.")
+
+        def save(at_step: int, total) -> None:
+            check_finite(total)
+            checkpointer.save(at_step, state, train_iter)
+
+        summary = {"step": step, "preempted": False, "eval": {}, "train": {}}
+        total, window_start, window_steps, compiled = None, None, 0, None
+        try:
+            while step < config.num_train_steps:
+                batch = _to_global(next(train_iter), batch_sharding)
+                state, metrics = train_step(state, batch, base_key)
+                total = accumulate(total, metrics)
+                step += 1
+                window_steps += 1
+                log.advance()
+                if compiled is None:  # after the first step: compiled once, start the clock
+                    jax.block_until_ready(state.step)
+                    compiled = train_step._cache_size()
+                    window_start, window_steps = time.perf_counter(), 0
+                elif train_step._cache_size() != compiled:
+                    raise RuntimeError(f"train_step recompiled at step {step}: the batch or state "
+                                       "changed shape, dtype or sharding")
+                last = step == config.num_train_steps
+                if step % config.log_every_steps == 0 or last:
+                    check_finite(total)
+                    scalars = steps.finalize(total)
+                    total = None
+                    train = {f"train/{k}": v for k, v in task.finalize_metrics(scalars).items()}
+                    elapsed = time.perf_counter() - window_start
+                    sps = window_steps / elapsed if window_steps and elapsed > 0 else 0.0
+                    perf = {"perf/steps_per_sec": sps,
+                            "perf/tokens_per_sec": sps * config.batch_size * seq_len,
+                            "perf/mfu": flops_lib.mfu(flops_per_step, sps, peak)}
+                    window_start, window_steps = time.perf_counter(), 0
+                    log.write(step, {**train, **perf})
+                    summary["train"] = {**train, **perf}
+                if step % config.checkpoint_every_steps == 0 or last:
+                    save(step, total)
+                if (config.eval_every_steps and step % config.eval_every_steps == 0) or last:
+                    eval_start = time.perf_counter()
+                    results = {f"eval/{k}": v for k, v in evaluate().items()}
+                    log.write(step, results)
+                    log.print(f"step {step}: " + ", ".join(
+                        f"{k}={v:.4g}" for k, v in sorted(results.items())))
+                    summary["eval"] = results
+                    window_start += time.perf_counter() - eval_start  # eval time is not training
+                if not last and preemption.agreed(step):
+                    save(step, total)
+                    checkpointer.wait()
+                    log.print(f"SIGTERM received: checkpointed step {step} in "
+                              f"{checkpointer.directory}; exiting cleanly (rerun to resume)")
+                    summary["preempted"] = True
+                    break
+        finally:
+            checkpointer.close()
+            log.close()
+            preemption.restore()
+        summary["step"] = step
+        return summary
+
+
+# -- command line -------------------------------------------------------------------------------
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Run config file (configs/*.py[:arg]).",
+                                          lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory: checkpoints, metrics, config.")
+_COORDINATOR = flags.DEFINE_string("coordinator_address", None,
+                                   "host:port of process 0 (multi-process without TPU/SLURM).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+
+
+def initialize_distributed() -> None:
+    """jax.distributed.initialize: explicit flags, or automatic on TPU pods and SLURM jobs."""
+    if _COORDINATOR.value:
+        jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    elif int(os.environ.get("SLURM_NTASKS", "1")) > 1 or "," in os.environ.get(
+            "TPU_WORKER_HOSTNAMES", ""):
+        jax.distributed.initialize()
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    logging.getLogger().setLevel(logging.INFO)
+    initialize_distributed()
+    summary = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    if summary["preempted"]:
+        logging.info("preempted at step %d; exiting with status 0", summary["step"])
+
+
+if __name__ == "__main__":
+    flags.mark_flags_as_required(["config", "workdir"])
+    app.run(main)
