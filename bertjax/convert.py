@@ -7,11 +7,10 @@ SRC may be any format `load_any` detects: a bertjax directory, a Hugging Face di
 bert_model.ckpt.*), or a training workdir (checkpoints/). Every input this module cannot use raises
 `ConvertError` naming the file and the tensor or field; the CLI prints it and exits with status 2.
 
-All readers go through one intermediate form: {HF name without the "bert." prefix: array in HF's
-orientation (Linear weights [out, in])}, e.g. "encoder.layer.0.attention.self.query.weight".
-`_to_params` turns that into the canonical bertjax tree (see bertjax/model.py) and `_from_params`
-back. Tensors are read with the safetensors numpy API, `torch.load(weights_only=True)` or
-`tf.train.load_checkpoint`: nothing is unpickled or executed.
+All readers go through one intermediate form, HF-named tensors in HF's orientation; the mapping
+to and from the bertjax tree lives in bertjax/param_names.py. Tensors are read with the
+safetensors numpy API, `torch.load(weights_only=True)` or `tf.train.load_checkpoint`: nothing
+is unpickled or executed.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ import glob
 import json
 import logging
 import os
-import re
 import sys
 from typing import Any
 
@@ -32,6 +30,7 @@ import tokenizers
 
 from bertjax import config as config_lib
 from bertjax import model as model_lib
+from bertjax import param_names as names
 from bertjax.data import tokenizer as tokenizer_lib
 
 Params = dict[str, Any]
@@ -52,10 +51,7 @@ OPTIONAL_FIELDS = {"hidden_dropout_prob": "dropout_rate",
                    "attention_probs_dropout_prob": "attention_dropout_rate",
                    "layer_norm_eps": "layer_norm_eps", "initializer_range": "initializer_range"}
 IGNORED_SUFFIXES = ("adam_m", "adam_v", "global_step", "position_ids", "Adam", "Adam_1")
-
-
-class ConvertError(ValueError):
-    """An input that cannot be converted; the message names the file and the tensor or field."""
+ConvertError = names.ConvertError
 
 
 # ---------------------------------------------------------------------------------------------
@@ -115,165 +111,6 @@ def _hf_config(cfg: ml_collections.ConfigDict, architecture: str, pad_id: int) -
            "pad_token_id": pad_id, "torch_dtype": "float32"}
     out.update({theirs: cfg[ours] for theirs, ours in CONFIG_FIELDS.items()})
     return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Name and layout mapping: HF-named tensors <-> the canonical bertjax tree
-
-
-def _layer_names(i: int) -> dict[str, str]:
-    p = f"encoder.layer.{i}."
-    return {"q": p + "attention.self.query", "k": p + "attention.self.key",
-            "v": p + "attention.self.value", "out": p + "attention.output.dense",
-            "attention_norm": p + "attention.output.LayerNorm",
-            "intermediate": p + "intermediate.dense", "output": p + "output.dense",
-            "output_norm": p + "output.LayerNorm"}
-
-
-def _expected_shapes(cfg) -> dict[str, tuple[int, ...]]:
-    """Every HF tensor (no "bert." prefix) that a model of `cfg` has -> its shape."""
-    d, f, v = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
-    shapes = {"embeddings.word_embeddings.weight": (v, d),
-              "embeddings.position_embeddings.weight": (cfg.max_position_embeddings, d),
-              "embeddings.token_type_embeddings.weight": (cfg.type_vocab_size, d),
-              "embeddings.LayerNorm.weight": (d,), "embeddings.LayerNorm.bias": (d,),
-              "pooler.dense.weight": (d, d), "pooler.dense.bias": (d,)}
-    for i in range(cfg.num_layers):
-        n = _layer_names(i)
-        for key in ("q", "k", "v", "out"):
-            shapes[n[key] + ".weight"], shapes[n[key] + ".bias"] = (d, d), (d,)
-        for key in ("attention_norm", "output_norm"):
-            shapes[n[key] + ".weight"], shapes[n[key] + ".bias"] = (d,), (d,)
-        shapes[n["intermediate"] + ".weight"], shapes[n["intermediate"] + ".bias"] = (f, d), (f,)
-        shapes[n["output"] + ".weight"], shapes[n["output"] + ".bias"] = (d, f), (d,)
-    return shapes
-
-
-MLM_SHAPES = {"cls.predictions.transform.dense.weight": ("D", "D"),
-              "cls.predictions.transform.dense.bias": ("D",),
-              "cls.predictions.transform.LayerNorm.weight": ("D",),
-              "cls.predictions.transform.LayerNorm.bias": ("D",), "cls.predictions.bias": ("V",)}
-NSP_SHAPES = {"cls.seq_relationship.weight": (2, "D"), "cls.seq_relationship.bias": (2,)}
-
-
-def _head_shapes(cfg, table):
-    dims = {"D": cfg.hidden_size, "V": cfg.vocab_size}
-    return {k: tuple(dims.get(s, s) for s in shape) for k, shape in table.items()}
-
-
-def _canonical_name(name: str) -> str:
-    """HF variants -> one spelling: no "bert." prefix, LayerNorm gamma/beta -> weight/bias."""
-    if name.startswith("bert."):
-        name = name[len("bert."):]
-    name = re.sub(r"(LayerNorm|layer_norm)\.gamma$", "LayerNorm.weight", name)
-    name = re.sub(r"(LayerNorm|layer_norm)\.beta$", "LayerNorm.bias", name)
-    return name
-
-
-def _to_params(cfg, tensors: dict[str, np.ndarray], where: str,
-               sources: dict[str, str] | None = None) -> Params:
-    """{canonical HF name: array} -> the canonical bertjax params (with heads that are present)."""
-    sources = sources or {}
-    if "cls.predictions.bias" not in tensors and "cls.predictions.decoder.bias" in tensors:
-        tensors["cls.predictions.bias"] = tensors["cls.predictions.decoder.bias"]
-    required = _expected_shapes(cfg)
-    mlm, nsp = _head_shapes(cfg, MLM_SHAPES), _head_shapes(cfg, NSP_SHAPES)
-    if any(k in tensors for k in mlm):
-        required.update(mlm)
-    if any(k in tensors for k in nsp):
-        required.update(nsp)
-    for name, shape in required.items():
-        label = sources.get(name, name)
-        if name not in tensors:
-            raise ConvertError(f"{where}: tensor {label!r} is missing")
-        if tuple(tensors[name].shape) != shape:
-            raise ConvertError(f"{where}: tensor {label!r} has shape {tuple(tensors[name].shape)}, "
-                               f"expected {shape} from the config")
-    decoder = tensors.get("cls.predictions.decoder.weight")
-    if decoder is not None and not np.array_equal(
-            decoder, tensors["embeddings.word_embeddings.weight"]):
-        raise ConvertError(f"{where}: 'cls.predictions.decoder.weight' is not tied to the word "
-                           "embeddings; bertjax ties the MLM decoder")
-    unused = sorted(set(tensors) - set(required) - {"cls.predictions.decoder.weight",
-                                                    "cls.predictions.decoder.bias"})
-    if unused:
-        logging.warning("%s: ignoring %d tensors bertjax has no place for: %s", where,
-                        len(unused), ", ".join(sources.get(u, u) for u in unused[:10]))
-
-    t = {k: np.asarray(tensors[k], dtype=np.float32) for k in required}
-    n, h, d = cfg.num_heads, cfg.hidden_size // cfg.num_heads, cfg.hidden_size
-
-    def dense(name):  # HF Linear weight [out, in] -> flax kernel [in, out].
-        return {"kernel": t[name + ".weight"].T.copy(), "bias": t[name + ".bias"]}
-
-    def norm(name):
-        return {"scale": t[name + ".weight"], "bias": t[name + ".bias"]}
-
-    encoder = {}
-    for i in range(cfg.num_layers):
-        names = _layer_names(i)
-        kernels = [t[names[x] + ".weight"].T.reshape(d, n, h) for x in "qkv"]
-        biases = [t[names[x] + ".bias"].reshape(n, h) for x in "qkv"]
-        encoder[f"layer_{i}"] = {
-            "attention": {
-                "qkv": {"kernel": np.stack(kernels, axis=1), "bias": np.stack(biases, axis=0)},
-                "out": {"kernel": t[names["out"] + ".weight"].T.reshape(n, h, d).copy(),
-                        "bias": t[names["out"] + ".bias"]}},
-            "attention_norm": norm(names["attention_norm"]),
-            "intermediate": dense(names["intermediate"]), "output": dense(names["output"]),
-            "output_norm": norm(names["output_norm"])}
-    embeddings = {k: {"embedding": t[f"embeddings.{k}.weight"]}
-                  for k in ("word_embeddings", "position_embeddings", "token_type_embeddings")}
-    embeddings["layer_norm"] = norm("embeddings.LayerNorm")
-    params: Params = {"bert": {"embeddings": embeddings, "encoder": encoder,
-                               "pooler": dense("pooler.dense")}}
-    if "cls.predictions.bias" in required:
-        params["mlm"] = {"transform": dense("cls.predictions.transform.dense"),
-                         "layer_norm": norm("cls.predictions.transform.LayerNorm"),
-                         "bias": t["cls.predictions.bias"]}
-    if "cls.seq_relationship.bias" in required:
-        params["nsp"] = {"kernel": t["cls.seq_relationship.weight"].T.copy(),
-                         "bias": t["cls.seq_relationship.bias"]}
-    return params
-
-
-def _from_params(cfg, params: Params) -> dict[str, np.ndarray]:
-    """Canonical bertjax params -> {canonical HF name: array [out, in]}; inverse of _to_params."""
-    p = jax.tree.map(np.asarray, model_lib.canonical_params(params))
-    bert = p["bert"]
-    out: dict[str, np.ndarray] = {}
-    n, h, d = cfg.num_heads, cfg.hidden_size // cfg.num_heads, cfg.hidden_size
-
-    def dense(name, tree):
-        out[name + ".weight"], out[name + ".bias"] = tree["kernel"].T, tree["bias"]
-
-    def norm(name, tree):
-        out[name + ".weight"], out[name + ".bias"] = tree["scale"], tree["bias"]
-
-    for k in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
-        out[f"embeddings.{k}.weight"] = bert["embeddings"][k]["embedding"]
-    norm("embeddings.LayerNorm", bert["embeddings"]["layer_norm"])
-    for i in range(cfg.num_layers):
-        names, layer = _layer_names(i), bert["encoder"][f"layer_{i}"]
-        qkv = layer["attention"]["qkv"]
-        for j, x in enumerate("qkv"):
-            out[names[x] + ".weight"] = qkv["kernel"][:, j].reshape(d, d).T
-            out[names[x] + ".bias"] = qkv["bias"][j].reshape(d)
-        out[names["out"] + ".weight"] = layer["attention"]["out"]["kernel"].reshape(d, d).T
-        out[names["out"] + ".bias"] = layer["attention"]["out"]["bias"]
-        norm(names["attention_norm"], layer["attention_norm"])
-        dense(names["intermediate"], layer["intermediate"])
-        dense(names["output"], layer["output"])
-        norm(names["output_norm"], layer["output_norm"])
-    dense("pooler.dense", bert["pooler"])
-    if "mlm" in p:
-        dense("cls.predictions.transform.dense", p["mlm"]["transform"])
-        norm("cls.predictions.transform.LayerNorm", p["mlm"]["layer_norm"])
-        out["cls.predictions.bias"] = p["mlm"]["bias"]
-    if "nsp" in p:
-        out["cls.seq_relationship.weight"] = p["nsp"]["kernel"].T
-        out["cls.seq_relationship.bias"] = p["nsp"]["bias"]
-    return {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in out.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,11 +187,12 @@ def from_huggingface(directory: str, lowercase: bool | None = None) -> Loaded:
     raw, where = _read_hf_weights(directory)
     tensors = {}
     for name, value in raw.items():
-        canonical = _canonical_name(name)
+        canonical = names.canonical_hf_name(name)
         if canonical.endswith("position_ids"):
             continue
         tensors[canonical] = value
-    return cfg, _to_params(cfg, tensors, where), _maybe_tokenizer(directory, lowercase)
+    params = names.hf_tensors_to_params(cfg, tensors, where)
+    return cfg, params, _maybe_tokenizer(directory, lowercase)
 
 
 def to_huggingface(model_cfg: ml_collections.ConfigDict, params: Params,
@@ -373,7 +211,7 @@ def to_huggingface(model_cfg: ml_collections.ConfigDict, params: Params,
     if tokenizer is not None and tokenizer.token_to_id("[PAD]") is not None:
         pad_id = tokenizer.token_to_id("[PAD]")
     hf_cfg = _hf_config(model_cfg, architecture, pad_id)
-    tensors = _from_params(model_cfg, params)
+    tensors = names.params_to_hf_tensors(model_cfg, params)
     if heads:  # A headed model's base lives under "bert.", the heads under "cls.".
         tensors = {(k if k.startswith("cls.") else "bert." + k): v for k, v in tensors.items()}
     os.makedirs(out_dir, exist_ok=True)
@@ -386,32 +224,6 @@ def to_huggingface(model_cfg: ml_collections.ConfigDict, params: Params,
 
 # ---------------------------------------------------------------------------------------------
 # Google TF checkpoints (google-research/bert)
-
-
-def _google_to_hf_name(name: str) -> tuple[str, bool] | None:
-    """A google-research/bert variable name -> (canonical HF name, transpose?), None if unknown."""
-    parts = name.split("/")
-    if parts[0] == "bert":
-        parts = parts[1:]
-    elif parts[0] != "cls":
-        return None
-    path = ".".join(parts)
-    path = re.sub(r"layer_(\d+)", r"layer.\1", path)
-    if path == "cls.predictions.output_bias":
-        return "cls.predictions.bias", False
-    if path == "cls.seq_relationship.output_weights":  # [2, D]: already HF's [out, in].
-        return "cls.seq_relationship.weight", False
-    if path == "cls.seq_relationship.output_bias":
-        return "cls.seq_relationship.bias", False
-    if re.fullmatch(r"embeddings\.(word|position|token_type)_embeddings", path):
-        return path + ".weight", False
-    if path.endswith(".kernel"):
-        return path[: -len(".kernel")] + ".weight", True
-    if path.endswith(".gamma"):
-        return path[: -len(".gamma")] + ".weight", False
-    if path.endswith(".beta") or path.endswith(".bias"):
-        return re.sub(r"\.beta$", ".bias", path), False
-    return None
 
 
 def _google_checkpoint_prefix(directory: str) -> str:
@@ -436,14 +248,14 @@ def from_google(directory: str, lowercase: bool | None = None) -> Loaded:
                            "`pip install tensorflow-cpu`") from None
     try:
         reader = tf.train.load_checkpoint(prefix)
-        names = reader.get_variable_to_shape_map()
+        variables = reader.get_variable_to_shape_map()
     except Exception as e:  # TF raises its own error types for unreadable checkpoints.
         raise ConvertError(f"{prefix}: not a readable TF checkpoint ({e})") from None
     tensors, sources = {}, {}
-    for name in names:
+    for name in variables:
         if name.split("/")[-1] in IGNORED_SUFFIXES:
             continue
-        mapped = _google_to_hf_name(name)
+        mapped = names.google_to_hf_name(name)
         if mapped is None:
             logging.warning("%s: ignoring variable %s", prefix, name)
             continue
@@ -454,50 +266,14 @@ def from_google(directory: str, lowercase: bool | None = None) -> Loaded:
             raise ConvertError(f"{prefix}: variable {name!r} cannot be read ({e})") from None
         tensors[hf_name] = value.T if transpose and value.ndim == 2 else value
         sources[hf_name] = name
-    for hf_name, shape in _expected_shapes(cfg).items():  # Name missing ones as Google does.
-        sources.setdefault(hf_name, _hf_to_google_name(hf_name))
-    return cfg, _to_params(cfg, tensors, prefix, sources), _maybe_tokenizer(directory, lowercase)
-
-
-def _hf_to_google_name(hf_name: str) -> str:
-    name = re.sub(r"layer\.(\d+)", r"layer_\1", hf_name)
-    if name.startswith("embeddings.") and name.endswith("_embeddings.weight"):
-        name = name[: -len(".weight")]
-    name = re.sub(r"LayerNorm\.weight$", "LayerNorm.gamma", name)
-    name = re.sub(r"LayerNorm\.bias$", "LayerNorm.beta", name)
-    name = re.sub(r"\.weight$", ".kernel", name)
-    return "bert/" + name.replace(".", "/")
+    for hf_name in names.expected_hf_shapes(cfg):  # Missing tensors are named as Google names them.
+        sources.setdefault(hf_name, names.hf_to_google_name(hf_name))
+    params = names.hf_tensors_to_params(cfg, tensors, prefix, sources)
+    return cfg, params, _maybe_tokenizer(directory, lowercase)
 
 
 # ---------------------------------------------------------------------------------------------
 # The bertjax directory: bertjax.json + params/ (Orbax) + tokenizer files
-
-
-def _check_params(cfg, params: Params, where: str) -> None:
-    """Every leaf of `params` has the path and shape the model of `cfg` expects."""
-    flat_cfg = ml_collections.ConfigDict(cfg.to_dict())
-    flat_cfg.scan_layers = False
-    module = model_lib.BertForPreTraining(flat_cfg)
-    ids = jax.ShapeDtypeStruct((1, 2), np.int32)
-    expected = jax.eval_shape(lambda: module.init(jax.random.key(0), ids))["params"]
-    expected = model_lib.unbox(expected)
-    if "bert" not in params:
-        raise ConvertError(f"{where}: parameter tree has no 'bert' subtree")
-    for head in ("bert", "mlm", "nsp"):
-        if head not in params:
-            continue
-        want = {jax.tree_util.keystr(k): v.shape
-                for k, v in jax.tree_util.tree_leaves_with_path(expected[head])}
-        have = {jax.tree_util.keystr(k): np.shape(v)
-                for k, v in jax.tree_util.tree_leaves_with_path(params[head])}
-        for key in sorted(set(want) | set(have)):
-            if key not in have:
-                raise ConvertError(f"{where}: parameter {head}{key} is missing")
-            if key not in want:
-                raise ConvertError(f"{where}: parameter {head}{key} is not part of the model")
-            if tuple(have[key]) != tuple(want[key]):
-                raise ConvertError(f"{where}: parameter {head}{key} has shape {have[key]}, "
-                                   f"expected {want[key]}")
 
 
 def save_bertjax(model_cfg: ml_collections.ConfigDict, params: Params,
@@ -509,7 +285,7 @@ def save_bertjax(model_cfg: ml_collections.ConfigDict, params: Params,
     os.makedirs(out_dir, exist_ok=True)
     params = jax.tree.map(lambda x: np.asarray(x, dtype=np.float32),
                           model_lib.canonical_params(params))
-    _check_params(model_cfg, params, "save_bertjax")
+    names.check_params(model_cfg, params, "save_bertjax")
     checkpointer = ocp.StandardCheckpointer()
     checkpointer.save(os.path.join(out_dir, "params"), params, force=True)
     checkpointer.wait_until_finished()
@@ -565,7 +341,7 @@ def _load_bertjax(directory: str, lowercase: bool | None):
     except Exception as e:  # Orbax/TensorStore raise many types for a damaged checkpoint.
         raise ConvertError(f"{params_dir}: not a readable Orbax checkpoint ({e})") from None
     params = jax.tree.map(np.asarray, params)
-    _check_params(cfg, params, params_dir)
+    names.check_params(cfg, params, params_dir)
     if lowercase is None:
         lowercase = (meta.get("tokenizer") or {}).get("lowercase")
     return cfg, params, _maybe_tokenizer(directory, lowercase), meta.get("extra") or {}

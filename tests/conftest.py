@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny trained tokenizer and a random Hugging Face BertForPreTraining directory."""
+"""Shared fixtures: a tiny trained tokenizer and a random transformers BertForPreTraining dir."""
 
 import os
 

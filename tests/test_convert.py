@@ -1,4 +1,4 @@
-"""Imported weights compute what transformers (PyTorch CPU) computes; exports load in transformers."""
+"""Imported weights compute what transformers (PyTorch CPU) computes; exports load back in it."""
 
 import json
 import os

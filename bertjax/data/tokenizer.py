@@ -68,7 +68,8 @@ def read_vocab(path: str) -> dict[str, int]:
     return vocab
 
 
-def from_vocab(vocab: dict[str, int], lowercase: bool, where: str = "vocab") -> tokenizers.Tokenizer:
+def from_vocab(vocab: dict[str, int], lowercase: bool,
+               where: str = "vocab") -> tokenizers.Tokenizer:
     """A BERT tokenizer over {token: id}."""
     if "[UNK]" not in vocab:
         raise TokenizerError(f"{where}: the vocabulary has no [UNK] token")
