@@ -110,7 +110,7 @@ def pretraining(size: str = "tiny") -> ml_collections.ConfigDict:
     c.skip_nonfinite = False  # True: skip updates with NaN/Inf; False: stop the run, naming the step.
     c.preemption_check_every_steps = 10  # How often hosts agree on a SIGTERM (a tiny all-gather).
     c.model = model_of_size(size)  # The encoder (bertjax.config.model); heads come from the task.
-    c.data = data() if "data" in globals() else ml_collections.ConfigDict()  # Data pipeline.
+    c.data = data()  # Data pipeline (bertjax/data/pipeline.py).
     c.optimizer = optimizer()  # bertjax.optim.
     c.mesh = mesh()  # bertjax.sharding.
     return c
