@@ -1,0 +1,215 @@
+"""Sequence classification on the pooled [CLS] vector: single texts or pairs, and three kinds
+
+  "single"      one class of C (softmax cross-entropy);            labels [B] int32
+  "regression"  one real value (num_labels 1, squared error);      labels [B] float32
+  "multilabel"  any subset of C classes (per-class sigmoid BCE);   labels [B, C] float32
+
+Loss = sum over examples of weight * loss / sum of weights (eval padding has weight 0).
+Host metrics (config.classification.metrics, logged as eval/<name>) come from bertjax.tasks.metrics.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from bertjax.model import ConfigError
+from bertjax.tasks import base, features, finetune_data, heads, metrics, readers
+
+KINDS = ("single", "regression", "multilabel")
+
+
+def options(**overrides) -> ml_collections.ConfigDict:
+    """config.classification."""
+    c = ml_collections.ConfigDict()
+    c.kind = "single"  # single | regression | multilabel.
+    c.classifier_dropout = ml_collections.config_dict.placeholder(float)  # None: model dropout.
+    c.metrics = ("accuracy",)  # Host metrics: accuracy f1 f1_macro f1_micro matthews |
+    #   pearson spearman (regression) | f1_micro f1_macro subset_accuracy (multilabel).
+    c.multilabel_threshold = 0.5  # Multi-label: a class is predicted when sigmoid > this.
+    c.update(overrides)
+    return c
+
+
+@base.register_task("classification")
+class ClassificationTask(base.Task):
+    """config.classification: see `options`; config.data: see finetune_data.data_config."""
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        super().__init__(config)
+        self._labels: list[str] | None = None
+        self.eval_examples: list[readers.Example] = []
+
+    @property
+    def opts(self) -> ml_collections.ConfigDict:
+        return self.config.classification
+
+    @property
+    def kind(self) -> str:
+        return self.opts.kind
+
+    # -- labels -------------------------------------------------------------------------------
+
+    def set_labels(self, names: list[str]) -> None:
+        """Use these label names (e.g. read back from a checkpoint's labels.json)."""
+        self._labels = list(names)
+
+    @property
+    def labels(self) -> readers.LabelSpace | None:
+        if self.kind == "regression":
+            return None
+        if self._labels is None:
+            self._labels = self._find_labels()
+        return readers.LabelSpace(self._labels)
+
+    def _find_labels(self) -> list[str]:
+        data = self.config.data
+        if data.labels:
+            return [x.strip() for x in data.labels.split(",") if x.strip()]
+        if data.tfds_name:
+            names = readers.tfds_label_names(data.tfds_name, data.label_column,
+                                             data.tfds_data_dir or None)
+            if names:
+                return [str(i) for i in range(len(names))]  # TFDS stores class ids
+        rows = finetune_data.split_rows(data, "train")
+        if rows is None:
+            raise ConfigError("config.data.train (or tfds_name) is needed to find the label set, "
+                              "or give config.data.labels")
+        found = []
+        for row in rows:
+            value = row.fields.get(data.label_column)
+            if value is None:
+                continue  # reported as a bad row when the examples are read
+            if self.kind == "multilabel":
+                found.extend(readers.split_multilabel(value, data.label_separator))
+            else:
+                found.append(readers.label_string(value))
+        if not found:
+            raise readers.DataError(f"no labels in column {data.label_column!r} of the train data")
+        return readers.LabelSpace.from_labels(found).names
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.kind == "regression" else len(self.labels)
+
+    # -- model --------------------------------------------------------------------------------
+
+    def build_model(self, model_cfg):
+        return heads.BertForSequenceClassification(model_cfg, self.num_labels,
+                                                   self.opts.classifier_dropout)
+
+    def dummy_batch(self, batch_size, seq_len):
+        b, s = batch_size, seq_len
+        batch = {k: np.zeros((b, s), np.int32)
+                 for k in ("input_ids", "token_type_ids", "attention_mask")}
+        batch["labels"] = self._label_array(np.zeros((0,)), b)
+        batch["example_weight"] = np.ones((b,), np.float32)
+        batch["example_id"] = np.zeros((b,), np.int32)
+        return batch
+
+    def _label_array(self, _, n: int) -> np.ndarray:
+        if self.kind == "regression":
+            return np.zeros((n,), np.float32)
+        if self.kind == "multilabel":
+            return np.zeros((n, self.num_labels), np.float32)
+        return np.zeros((n,), np.int32)
+
+    # -- loss -----------------------------------------------------------------------------------
+
+    def loss_denominators(self, batch):
+        return {"loss": jnp.sum(jnp.asarray(batch["example_weight"], jnp.float32))}
+
+    def per_example_loss(self, logits, labels):
+        """logits [B, C], labels per kind -> [B] float32."""
+        if self.kind == "regression":
+            return jnp.square(logits[:, 0] - labels.astype(jnp.float32))
+        if self.kind == "multilabel":
+            return jnp.sum(optax.sigmoid_binary_cross_entropy(logits, labels), axis=-1)
+        return base.cross_entropy(logits, labels)
+
+    def loss_fn(self, model, params, batch, rng, deterministic):
+        out = model.apply({"params": params}, **self.model_inputs(batch),
+                          deterministic=deterministic, rngs={"dropout": rng})
+        logits, labels, w = out["logits"], batch["labels"], batch["example_weight"]
+        loss = self.per_example_loss(logits, labels)
+        metrics_ = {"loss": base.sum_and_count(loss, w)}
+        if self.kind == "single":
+            correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+            metrics_["accuracy"] = base.sum_and_count(correct, w)
+        return {"loss": metrics_["loss"][0]}, metrics_
+
+    # -- prediction-based evaluation ------------------------------------------------------------
+
+    def predict_fn(self, model, params, batch):
+        out = model.apply({"params": params}, **self.model_inputs(batch), deterministic=True)
+        return {"logits": out["logits"]}
+
+    def predictions(self, logits: np.ndarray) -> np.ndarray:
+        """logits [N, C] -> class ids [N] | values [N] | indicators [N, C]."""
+        if self.kind == "regression":
+            return logits[:, 0]
+        if self.kind == "multilabel":
+            return (jax.nn.sigmoid(logits) > self.opts.multilabel_threshold).astype(np.int32)
+        return np.argmax(logits, -1)
+
+    def evaluate_predictions(self, predictions, batches):
+        logits = np.concatenate([np.asarray(p["logits"]) for p in predictions])
+        keep = np.concatenate([np.asarray(b["example_weight"]) for b in batches]) > 0
+        labels = np.concatenate([np.asarray(b["labels"]) for b in batches])[keep]
+        preds = np.asarray(self.predictions(logits[keep]))
+        table = {"single": metrics.CLASSIFICATION, "regression": metrics.REGRESSION,
+                 "multilabel": metrics.MULTILABEL}[self.kind]
+        return {name: table[name](labels, preds) for name in self.opts.metrics}
+
+    # -- data -----------------------------------------------------------------------------------
+
+    def read_examples(self, split: str, with_labels: bool = True) -> list[readers.Example] | None:
+        data = self.config.data
+        rows = finetune_data.split_rows(data, split)
+        if rows is None:
+            return None
+        return readers.text_examples(
+            rows, kind=self.kind, text_column=data.text_column,
+            text_pair_column=data.text_pair_column or None, label_column=data.label_column,
+            labels=self.labels, bad=readers.BadRows(data.on_bad_row, split),
+            with_labels=with_labels, label_separator=data.label_separator,
+            id_column=data.id_column or None)
+
+    def encode(self, tok, examples: list[readers.Example]) -> dict[str, np.ndarray]:
+        arrays = features.encode_texts(tok, examples, self.config.data.max_seq_length)
+        labels = self._label_array(None, len(examples))
+        for i, e in enumerate(examples):
+            if e.label is None:
+                continue
+            if self.kind == "multilabel":
+                labels[i, e.label] = 1.0
+            else:
+                labels[i] = e.label
+        arrays["labels"] = labels
+        return arrays
+
+    def data(self, config, workdir, process_index, process_count):
+        tok, tok_dir = finetune_data.load_tokenizer(config)
+        if self.labels is not None and process_index == 0:
+            finetune_data.write_labels(workdir, self.name, self.labels.names)
+        train = self.read_examples("train")
+        evaluation = self.read_examples("validation")
+        self.eval_examples = evaluation or []
+        return finetune_data.FinetuneData(
+            tok, tok_dir, self.encode(tok, train) if train else None,
+            self.encode(tok, evaluation) if evaluation else None,
+            batch_size=config.batch_size // process_count, seed=config.seed,
+            process_index=process_index, process_count=process_count)
+
+    def validate(self, config):
+        if self.opts.kind not in KINDS:
+            raise ConfigError(f"config.classification.kind={self.opts.kind!r} is not one of {KINDS}")
+        table = {"single": metrics.CLASSIFICATION, "regression": metrics.REGRESSION,
+                 "multilabel": metrics.MULTILABEL}[self.opts.kind]
+        for name in self.opts.metrics:
+            if name not in table:
+                raise ConfigError(f"config.classification.metrics: {name!r} is not one of "
+                                  f"{sorted(table)} for kind {self.opts.kind!r}")

@@ -1,0 +1,182 @@
+"""What every fine-tuning task shares: its data config, tokenizer lookup, sources, label file, and
+the in-memory `FinetuneData` (a `base.TaskData`) that turns feature arrays into batches.
+
+Train batches come from a Grain pipeline (shuffled, reshuffled every epoch, checkpointable);
+eval batches have the train batches' shape, the last one padded with rows whose
+`example_weight` is 0 and `example_id` is -1, so nothing recompiles and padding counts nowhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Iterator
+
+import grain
+import ml_collections
+import numpy as np
+import tokenizers
+
+from bertjax import config as config_lib
+from bertjax.data import tokenizer as tokenizer_lib
+from bertjax.tasks import readers
+
+LABELS_FILE = "labels.json"
+
+
+def data_config(**overrides) -> ml_collections.ConfigDict:
+    """config.data for fine-tuning tasks (local files or one TFDS dataset)."""
+    c = ml_collections.ConfigDict()
+    c.train = ""  # Local training file (.csv, .tsv, .jsonl; .json for SQuAD).
+    c.validation = ""  # Local dev file: evaluated every eval_every_steps.
+    c.test = ""  # Local test file (labels not needed): used by bertjax.predict.
+    c.tfds_name = ""  # A TFDS dataset instead of files, e.g. "glue/sst2", "squad/v2.0".
+    c.tfds_data_dir = ""  # TFDS data_dir ("" = TFDS's default); nothing is ever downloaded.
+    c.train_split = "train"  # TFDS split names.
+    c.validation_split = "validation"
+    c.test_split = "test"
+    c.text_column = "text"  # Field with the (first) text; the word list for tagging.
+    c.text_pair_column = ""  # Field with the second text of a pair ("" = single texts).
+    c.label_column = "label"  # Field with the label (tags for tagging).
+    c.id_column = ""  # Optional field with an example id, copied to predictions.
+    c.labels = ""  # Comma-separated label names in id order ("" = sorted set of train labels).
+    c.label_separator = "|"  # Multi-label: separator of several labels in one string field.
+    c.on_bad_row = "error"  # error: stop at a bad row (file:line); skip: skip it, with a warning.
+    c.max_seq_length = 128  # S: every example is truncated / padded to this many tokens.
+    c.tokenizer = ""  # vocab.txt / tokenizer.json / dir; "" = the one of config.init_from.
+    c.lowercase = ml_collections.config_dict.placeholder(bool)  # None: the tokenizer's own.
+    c.update(overrides)
+    return c
+
+
+def run_config(size: str = "base"):
+    """The run config shared by every fine-tuning config (the trainer is the pretraining one)."""
+    c = config_lib.pretraining(size)
+    c.batch_size = 32  # Global batch per update (BERT paper: 16 or 32).
+    c.num_train_steps = 3000  # Updates (~3 epochs of a 32k-example train set at batch 32).
+    c.log_every_steps = 50  # Train metrics to metrics.jsonl.
+    c.eval_every_steps = 500  # Dev-set evaluation period (and at the end).
+    c.checkpoint_every_steps = 500  # Checkpoint period (and at the end).
+    c.max_to_keep = 2  # Checkpoints kept.
+    c.data = data_config()  # Local files or TFDS; see finetune_data.data_config.
+    c.optimizer.learning_rate = 2e-5  # Peak lr: BERT's fine-tuning grid is {5e-5, 3e-5, 2e-5}.
+    c.optimizer.warmup_steps = 300  # 10% of num_train_steps.
+    c.model.dropout_rate = 0.1  # Encoder dropout while fine-tuning.
+    return c
+
+
+def load_tokenizer(config: ml_collections.ConfigDict) -> tuple[tokenizers.Tokenizer, str]:
+    """config.data.tokenizer, else the tokenizer of config.init_from -> (tokenizer, dir with
+    vocab.txt and tokenizer.json)."""
+    candidates = [config.data.tokenizer] if config.data.tokenizer else []
+    if config.get("init_from"):
+        candidates += [os.path.join(config.init_from, "tokenizer"), config.init_from]
+    for path in candidates:
+        if os.path.isdir(path) and not any(
+                os.path.exists(os.path.join(path, f)) for f in ("vocab.txt", "tokenizer.json")):
+            continue
+        if not os.path.exists(path):
+            continue
+        tok = tokenizer_lib.load_tokenizer(path, config.data.lowercase)
+        out = tempfile.mkdtemp(prefix="bertjax_tokenizer_")
+        tokenizer_lib.save_tokenizer(tok, out)
+        return tok, out
+    raise readers.DataError(
+        "no tokenizer: set config.data.tokenizer, or config.init_from to a directory with "
+        f"vocab.txt or tokenizer.json (looked in {candidates or 'nothing'})")
+
+
+def split_rows(data_cfg: ml_collections.ConfigDict, split: str) -> Iterator[readers.Row] | None:
+    """Rows of split "train" | "validation" | "test", or None when it is not configured."""
+    if data_cfg.tfds_name:
+        name = data_cfg[f"{split}_split"]
+        if not name:
+            return None
+        return readers.read_tfds(data_cfg.tfds_name, name, data_cfg.tfds_data_dir or None)
+    path = data_cfg[split]
+    return readers.read_rows(path) if path else None
+
+
+def write_labels(workdir: str | None, task: str, names: list[str]) -> None:
+    """W/labels.json: the id -> name mapping the checkpoint's head was trained with."""
+    if not workdir:
+        return
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, LABELS_FILE)
+    if os.path.exists(path):
+        old = read_labels(workdir)
+        if old != names:
+            raise readers.DataError(
+                f"{path} holds labels {old} but this run's data gives {names}: a resumed run "
+                "must keep its label set (set config.data.labels, or use a new workdir)")
+        return
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"task": task, "labels": names}, f, indent=1)
+
+
+def read_labels(workdir: str) -> list[str] | None:
+    path = os.path.join(workdir, LABELS_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return list(json.load(f)["labels"])
+
+
+class FinetuneData:
+    """A base.TaskData over feature arrays held in memory.
+
+    train, evaluation: {name: [N, ...] array}; batch_size: rows per process batch.
+    """
+
+    def __init__(self, tokenizer: tokenizers.Tokenizer, tokenizer_dir: str,
+                 train: dict[str, np.ndarray] | None, evaluation: dict[str, np.ndarray] | None,
+                 *, batch_size: int, seed: int, process_index: int = 0, process_count: int = 1):
+        self.tokenizer, self.tokenizer_dir = tokenizer, tokenizer_dir
+        self.batch_size, self.seed = batch_size, seed
+        self.process_index, self.process_count = process_index, process_count
+        self._train, self._eval = train, evaluation
+
+    def train_iterator(self):
+        if not self._train:
+            raise readers.DataError("no training data: set config.data.train or tfds_name")
+        n = len(next(iter(self._train.values())))
+        if n == 0:
+            raise readers.DataError("the training data has no usable examples")
+        arrays = {**self._train, "example_weight": np.ones(n, np.float32),
+                  "example_id": np.arange(n, dtype=np.int32)}
+        rows = [{k: v[i] for k, v in arrays.items()} for i in range(n)]
+        ds = grain.MapDataset.source(rows).seed(self.seed).shuffle().repeat(None)
+        ds = ds[self.process_index::self.process_count]
+        ds = ds.batch(self.batch_size, drop_remainder=True)
+        return iter(ds.to_iter_dataset())
+
+    def eval_batches(self) -> list[dict[str, np.ndarray]]:
+        if not self._eval:
+            return []
+        return pad_batches(self._eval, self.batch_size * self.process_count,
+                           self.process_index, self.process_count)
+
+
+def pad_batches(arrays: dict[str, np.ndarray], global_batch: int, process_index: int = 0,
+                process_count: int = 1) -> list[dict[str, np.ndarray]]:
+    """[N, ...] arrays -> this process's rows of ceil(N / global_batch) batches, padded.
+
+    Adds example_weight [B] (0 on padding) and example_id [B] (row in `arrays`, -1 on padding).
+    """
+    n = len(next(iter(arrays.values())))
+    arrays = {**arrays, "example_weight": np.ones(n, np.float32),
+              "example_id": np.arange(n, dtype=np.int32)}
+    batches = []
+    per = global_batch // process_count
+    for start in range(0, n, global_batch):
+        batch = {}
+        for k, v in arrays.items():
+            chunk = v[start: start + global_batch]
+            pad = global_batch - len(chunk)
+            if pad:
+                fill = -1 if k == "example_id" else 0
+                chunk = np.concatenate([chunk, np.full((pad,) + v.shape[1:], fill, v.dtype)])
+            batch[k] = chunk[process_index * per: (process_index + 1) * per]
+        batches.append(batch)
+    return batches

@@ -1,0 +1,88 @@
+"""Classification through the shared trainer: a separable synthetic task, labels saved, bad rows."""
+
+import json
+import os
+import random
+
+import numpy as np
+import pytest
+
+from bertjax import train
+from bertjax.data import tokenizer as tokenizer_lib
+from bertjax.tasks import finetune_data, readers
+from configs import classify as classify_config
+
+FILLER = "the a big red house sat on mat ran to went in where is".split()
+VOCAB = list(tokenizer_lib.SPECIAL_TOKENS) + FILLER + ["cat", "dog", "##s"]
+
+
+def tiny_model(cfg):
+    cfg.model.update(vocab_size=len(VOCAB) + 3, hidden_size=30, num_layers=2, num_heads=3,
+                     intermediate_size=37, max_position_embeddings=17, dropout_rate=0.0,
+                     attention_dropout_rate=0.0)
+
+
+def write_vocab(tmp_path):
+    d = tmp_path / "vocab"
+    d.mkdir()
+    (d / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    return str(d)
+
+
+def synthetic(n, seed):
+    """Sentences with 'cat' are pos, with 'dog' neg; the word sits anywhere among fillers."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        words = rng.sample(FILLER, 6)
+        label = rng.choice(["pos", "neg"])
+        words.insert(rng.randrange(7), "cat" if label == "pos" else "dog")
+        rows.append((" ".join(words), label))
+    return rows
+
+
+def write_csv(path, rows):
+    with open(path, "w") as f:
+        f.write("text,label\n")
+        f.writelines(f"{t},{l}\n" for t, l in rows)
+    return str(path)
+
+
+def make_config(tmp_path, steps=40):
+    cfg = classify_config.get_config("single")
+    tiny_model(cfg)
+    cfg.data.tokenizer = write_vocab(tmp_path)
+    cfg.data.max_seq_length = 12
+    cfg.data.train = write_csv(tmp_path / "train.csv", synthetic(256, 0))
+    cfg.data.validation = write_csv(tmp_path / "dev.csv", synthetic(60, 1))
+    cfg.batch_size = 16
+    cfg.num_train_steps = steps
+    cfg.log_every_steps = 10
+    cfg.eval_every_steps = steps
+    cfg.checkpoint_every_steps = steps
+    cfg.optimizer.learning_rate = 1e-2
+    cfg.optimizer.schedule = "constant"
+    cfg.optimizer.warmup_steps = 4
+    cfg.optimizer.weight_decay = 0.0
+    cfg.classification.metrics = ("accuracy", "f1", "matthews")
+    cfg.progress_bar = False
+    return cfg
+
+
+def test_classifier_learns_separable_task_and_saves_labels(tmp_path):
+    cfg = make_config(tmp_path)
+    workdir = str(tmp_path / "run")
+    summary = train.train_and_evaluate(cfg, workdir)
+    assert summary["step"] == 40
+    assert summary["eval"]["eval/accuracy"] >= 0.9, summary["eval"]
+    assert finetune_data.read_labels(workdir) == ["neg", "pos"]
+    lines = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
+    assert any("eval/accuracy" in l for l in lines)
+
+
+def test_unknown_validation_label_names_file_and_line(tmp_path):
+    cfg = make_config(tmp_path, steps=2)
+    with open(cfg.data.validation, "a") as f:
+        f.write("the cat sat,maybe\n")
+    with pytest.raises(readers.DataError, match=r"dev.csv:62: unknown label 'maybe'"):
+        train.train_and_evaluate(cfg, str(tmp_path / "run"))
