@@ -1,0 +1,140 @@
+"""Token classification (NER, POS): one label per word, predicted on its first WordPiece.
+
+Data: rows with a word list (config.data.text_column, default "tokens") and a tag list
+(config.data.label_column, default "tags"), e.g. JSONL {"tokens": [...], "tags": ["B-PER", ...]}.
+Loss = sum over first pieces of CE / number of labelled words. Host metric: entity F1 (BIO).
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from bertjax.model import ConfigError
+from bertjax.tasks import base, features, finetune_data, heads, metrics, readers
+
+
+def options(**overrides) -> ml_collections.ConfigDict:
+    """config.tagging."""
+    c = ml_collections.ConfigDict()
+    c.classifier_dropout = ml_collections.config_dict.placeholder(float)  # None: model dropout.
+    c.outside_label = "O"  # Label given to words cut off by max_seq_length.
+    c.update(overrides)
+    return c
+
+
+@base.register_task("tagging")
+class TaggingTask(base.Task):
+    """config.tagging: see `options`; config.data: see finetune_data.data_config."""
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        super().__init__(config)
+        self._labels: list[str] | None = None
+        self.eval_examples: list[readers.Example] = []
+
+    def set_labels(self, names: list[str]) -> None:
+        self._labels = list(names)
+
+    @property
+    def labels(self) -> readers.LabelSpace:
+        if self._labels is None:
+            data = self.config.data
+            if data.labels:
+                self._labels = [x.strip() for x in data.labels.split(",") if x.strip()]
+            else:
+                rows = finetune_data.split_rows(data, "train")
+                if rows is None:
+                    raise ConfigError("config.data.train is needed to find the tag set, "
+                                      "or give config.data.labels")
+                found = set()
+                for row in rows:
+                    tags = row.fields.get(data.label_column)
+                    if isinstance(tags, str):
+                        tags = tags.split()
+                    found.update(readers.label_string(t) for t in (tags or []))
+                self._labels = readers.LabelSpace.from_labels(found).names
+        return readers.LabelSpace(self._labels)
+
+    def build_model(self, model_cfg):
+        return heads.BertForTokenClassification(model_cfg, len(self.labels),
+                                                self.config.tagging.classifier_dropout)
+
+    def dummy_batch(self, batch_size, seq_len):
+        b, s = batch_size, seq_len
+        batch = {k: np.zeros((b, s), np.int32) for k in
+                 ("input_ids", "token_type_ids", "attention_mask", "labels", "word_index")}
+        batch["label_weights"] = np.zeros((b, s), np.float32)
+        batch["num_words"] = np.zeros((b,), np.int32)
+        batch["example_weight"] = np.ones((b,), np.float32)
+        batch["example_id"] = np.zeros((b,), np.int32)
+        return batch
+
+    def _weights(self, batch):
+        return (jnp.asarray(batch["label_weights"], jnp.float32)
+                * jnp.asarray(batch["example_weight"], jnp.float32)[:, None])
+
+    def loss_denominators(self, batch):
+        return {"loss": jnp.sum(self._weights(batch))}
+
+    def loss_fn(self, model, params, batch, rng, deterministic):
+        out = model.apply({"params": params}, **self.model_inputs(batch),
+                          deterministic=deterministic, rngs={"dropout": rng})
+        logits, labels, w = out["logits"], batch["labels"], self._weights(batch)
+        ce = base.cross_entropy(logits, labels)  # [B, S]
+        correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+        m = {"loss": base.sum_and_count(ce, w), "word_accuracy": base.sum_and_count(correct, w)}
+        return {"loss": m["loss"][0]}, m
+
+    def predict_fn(self, model, params, batch):
+        out = model.apply({"params": params}, **self.model_inputs(batch), deterministic=True)
+        return {"pred": jnp.argmax(out["logits"], -1)}
+
+    def word_labels(self, pred: np.ndarray, word_index: np.ndarray, num_words: int) -> list[str]:
+        """pred, word_index: [S] -> one tag name per word."""
+        names = self.labels.names
+        outside = self.config.tagging.outside_label
+        fill = names.index(outside) if outside in names else 0
+        return [names[i] for i in features.words_from_tokens(pred, word_index, num_words, fill)]
+
+    def evaluate_predictions(self, predictions, batches):
+        gold, pred = [], []
+        names = self.labels.names
+        for p, b in zip(predictions, batches):
+            for i in range(len(b["example_weight"])):
+                if b["example_weight"][i] <= 0:
+                    continue
+                n = int(b["num_words"][i])
+                words = self.word_labels(np.asarray(p["pred"][i]), b["word_index"][i], n)
+                ex = self.eval_examples[int(b["example_id"][i])]
+                gold.append([names[t] for t in ex.label])
+                pred.append(words)
+        scores = metrics.entity_f1(gold, pred)
+        return {"entity_f1": scores["f1"], "entity_precision": scores["precision"],
+                "entity_recall": scores["recall"]}
+
+    def read_examples(self, split: str, with_labels: bool = True):
+        data = self.config.data
+        rows = finetune_data.split_rows(data, split)
+        if rows is None:
+            return None
+        return readers.tagging_examples(
+            rows, tokens_column=data.text_column, tags_column=data.label_column,
+            labels=self.labels, bad=readers.BadRows(data.on_bad_row, split),
+            with_labels=with_labels)
+
+    def encode(self, tok, examples):
+        return features.encode_tagging(tok, examples, self.config.data.max_seq_length)
+
+    def data(self, config, workdir, process_index, process_count):
+        tok, tok_dir = finetune_data.load_tokenizer(config)
+        if process_index == 0:
+            finetune_data.write_labels(workdir, self.name, self.labels.names)
+        train = self.read_examples("train")
+        evaluation = self.read_examples("validation")
+        self.eval_examples = evaluation or []
+        return finetune_data.FinetuneData(
+            tok, tok_dir, self.encode(tok, train) if train else None,
+            self.encode(tok, evaluation) if evaluation else None,
+            batch_size=config.batch_size // process_count, seed=config.seed,
+            process_index=process_index, process_count=process_count)
