@@ -1,0 +1,242 @@
+"""The pipeline end to end: prepare, cache, load, resume, shard across hosts, hold out eval."""
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from bertjax import config
+from bertjax.data import pipeline
+from bertjax.data import prepare
+
+WORDS = ("the a of to and in is was for on with as by at from that this it be are or an not but "
+         "cat dog bird fish tree house river stone cloud light night day sun moon star sea road "
+         "play walk talk jump read write run sing look open").split()
+PIECES = ["##s", "##ing", "##ed", "##er", "##ly"]
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("corpus")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", ","] + WORDS + PIECES
+    (d / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    rng = np.random.default_rng(0)
+    stems = ["play", "walk", "talk", "jump", "read", "look", "open"]
+    for f in range(3):
+        docs = []
+        for _ in range(120):
+            sents = []
+            for _ in range(rng.integers(3, 12)):
+                n = rng.integers(4, 14)
+                words = [rng.choice(stems) + rng.choice(["ing", "ed", "s", ""]) if rng.random() < 0.2
+                         else rng.choice(WORDS) for _ in range(n)]
+                sents.append(" ".join(words).capitalize() + ".")
+            docs.append("\n".join(sents))
+        (d / f"part{f}.txt").write_text("\n\n".join(docs) + "\n")
+    return d
+
+
+def _cfg(corpus_dir, tmp_path, **kw):
+    base = dict(corpus=str(corpus_dir / "part*.txt"), tokenizer=str(corpus_dir / "vocab.txt"),
+                cache_dir=str(tmp_path / "cache"), max_seq_length=32, max_predictions_per_seq=5,
+                eval_fraction=0.1, num_eval_examples=64, docs_per_shard=100, prefetch_batches=0)
+    base.update(kw)
+    return config.data(**base)
+
+
+def _take(it, n):
+    return [next(it) for _ in range(n)]
+
+
+def _same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_config_errors_name_the_field(corpus_dir, tmp_path):
+    with pytest.raises(prepare.DataConfigError, match="packing.*next_sentence"):
+        prepare.validate(_cfg(corpus_dir, tmp_path, packing=True, next_sentence=True))
+    with pytest.raises(prepare.DataConfigError, match="max_predictions_per_seq"):
+        prepare.validate(_cfg(corpus_dir, tmp_path, max_predictions_per_seq=40))
+    with pytest.raises(prepare.DataConfigError, match="masked_lm_prob"):
+        prepare.validate(_cfg(corpus_dir, tmp_path, masked_lm_prob=1.5))
+    with pytest.raises(prepare.DataConfigError, match="cache_dir"):
+        prepare.cache_root(_cfg(corpus_dir, tmp_path, cache_dir=""), None)
+
+
+def test_batches_shapes_and_cache_reuse(corpus_dir, tmp_path, caplog):
+    cfg = _cfg(corpus_dir, tmp_path)
+    data = pipeline.make_pretraining_data(cfg, seed=0, global_batch_size=8, workdir=None)
+    b = next(data.train_iterator())
+    S, P = 32, 5
+    shapes = {"input_ids": (8, S), "token_type_ids": (8, S), "attention_mask": (8, S),
+              "masked_lm_positions": (8, P), "masked_lm_ids": (8, P), "masked_lm_weights": (8, P),
+              "next_sentence_labels": (8,)}
+    assert {k: v.shape for k, v in b.items()} == shapes
+    assert b["masked_lm_weights"].dtype == np.float32 and b["input_ids"].dtype == np.int32
+    assert (b["input_ids"][:, 0] == data.tokenizer.token_to_id("[CLS]")).all()
+    # token types: 0 up to and including the first [SEP], 1 after it, 0 on padding
+    sep = data.tokenizer.token_to_id("[SEP]")
+    for row, tt, am in zip(b["input_ids"], b["token_type_ids"], b["attention_mask"]):
+        first = int(np.flatnonzero(row == sep)[0])
+        assert (tt[:first + 1] == 0).all() and (tt[first + 1:] == am[first + 1:]).all()
+    with caplog.at_level(logging.INFO):
+        again = pipeline.make_pretraining_data(cfg, seed=0, global_batch_size=8, workdir=None)
+    assert "reusing prepared shards at" in caplog.text
+    assert again.prepared.directory == data.prepared.directory
+    with open(f"{data.tokenizer_dir}/vocab.txt") as f:
+        assert f.read().split("\n")[:5] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+
+
+def test_fresh_builds_are_identical(corpus_dir, tmp_path):
+    a = pipeline.make_pretraining_data(_cfg(corpus_dir, tmp_path / "a"), seed=3, global_batch_size=8,
+                                       workdir=None)
+    b = pipeline.make_pretraining_data(_cfg(corpus_dir, tmp_path / "b"), seed=3, global_batch_size=8,
+                                       workdir=None)
+    for x, y in zip(_take(a.train_iterator(), 5), _take(b.train_iterator(), 5)):
+        _same(x, y)
+    c = pipeline.make_pretraining_data(_cfg(corpus_dir, tmp_path / "a"), seed=4, global_batch_size=8,
+                                       workdir=None)
+    assert not np.array_equal(next(c.train_iterator())["input_ids"],
+                              next(a.train_iterator())["input_ids"])
+
+
+def test_resume_equals_uninterrupted_stream(corpus_dir, tmp_path):
+    data = pipeline.make_pretraining_data(_cfg(corpus_dir, tmp_path), seed=1, global_batch_size=8,
+                                          workdir=None)
+    steps = data.steps_per_epoch
+    total = steps + 6  # crosses an epoch boundary
+    reference = _take(data.train_iterator(), total)
+    for k in (0, 3, 7, steps - 1, steps + 2):
+        it = data.train_iterator()
+        _take(it, k)
+        state = json.loads(json.dumps(it.get_state()))  # what a checkpoint stores
+        fresh = pipeline.make_pretraining_data(_cfg(corpus_dir, tmp_path), seed=1,
+                                               global_batch_size=8, workdir=None).train_iterator()
+        fresh.set_state(state)
+        for got, want in zip(_take(fresh, total - k), reference[k:]):
+            _same(got, want)
+
+
+def test_restore_with_other_process_count_fails(corpus_dir, tmp_path):
+    one = pipeline.make_pretraining_data(_cfg(corpus_dir, tmp_path), seed=1, global_batch_size=8,
+                                         workdir=None).train_iterator()
+    next(one)
+    two = pipeline.make_pretraining_data(_cfg(corpus_dir, tmp_path), seed=1, global_batch_size=8,
+                                         workdir=None, process_index=0, process_count=2)
+    with pytest.raises(ValueError, match="process_count=1 but this run has process_count=2"):
+        two.train_iterator().set_state(one.get_state())
+
+
+def test_epochs_reshuffle_and_dynamic_masks(corpus_dir, tmp_path):
+    for dynamic in (True, False):
+        data = pipeline.make_pretraining_data(_cfg(corpus_dir, tmp_path, dynamic_masking=dynamic),
+                                              seed=2, global_batch_size=8, workdir=None)
+        f = data.train_batches()
+        steps = data.steps_per_epoch
+        idx0, _ = f.record_indices(0)
+        epochs = [np.concatenate([f.record_indices(e * steps + k)[0] for k in range(steps)])
+                  for e in (0, 1)]
+        assert len(set(epochs[0])) == steps * 8  # no record twice in an epoch
+        assert not np.array_equal(epochs[0], epochs[1])  # a new order each epoch
+        # the same record in epoch 0 and epoch 1: identical tokens, mask fresh iff dynamic
+        rec = int(idx0[0])
+        t1 = steps + int(np.flatnonzero(epochs[1] == rec)[0]) // 8 if rec in epochs[1] else None
+        if t1 is None:
+            continue
+        row1 = int(np.flatnonzero(f.record_indices(t1)[0] == rec)[0])
+        b0, b1 = f(0), f(t1)
+        assert np.array_equal(b0["attention_mask"][0], b1["attention_mask"][row1])
+        same_mask = np.array_equal(b0["masked_lm_positions"][0], b1["masked_lm_positions"][row1])
+        assert same_mask != dynamic or b0["masked_lm_weights"][0].sum() == 1
+
+
+def test_two_hosts_are_disjoint_and_cover(corpus_dir, tmp_path):
+    hosts = [pipeline.make_pretraining_data(_cfg(corpus_dir, tmp_path), seed=5, global_batch_size=8,
+                                            workdir=None, process_index=p, process_count=2)
+             for p in range(2)]
+    steps = hosts[0].steps_per_epoch
+    seen = [np.concatenate([h.train_batches().record_indices(t)[0] for t in range(steps)])
+            for h in hosts]
+    assert not set(seen[0]) & set(seen[1])
+    n = hosts[0].num_train
+    assert len(set(seen[0]) | set(seen[1])) == steps * 8 >= n - 7
+    # the batches themselves: host p's batch t is rows [4p, 4p+4) of the 1-host global batch
+    single = pipeline.make_pretraining_data(_cfg(corpus_dir, tmp_path), seed=5, global_batch_size=8,
+                                            workdir=None)
+    g = _take(single.train_iterator(), 3)
+    parts = [_take(h.train_iterator(), 3) for h in hosts]
+    for t in range(3):
+        for k in g[t]:
+            np.testing.assert_array_equal(np.concatenate([parts[0][t][k], parts[1][t][k]]), g[t][k])
+
+
+def test_eval_is_held_out_finite_and_fixed(corpus_dir, tmp_path):
+    data = pipeline.make_pretraining_data(_cfg(corpus_dir, tmp_path), seed=0, global_batch_size=8,
+                                          workdir=None)
+    ev = data.eval_batches()
+    assert 0 < len(ev) <= 64 // 8
+    again = pipeline.make_pretraining_data(_cfg(corpus_dir, tmp_path), seed=0, global_batch_size=8,
+                                           workdir=None).eval_batches()
+    for x, y in zip(ev, again):
+        _same(x, y)
+    meta = data.prepared.meta["stats"]
+    assert meta["eval_documents"] > 0 and meta["train_documents"] > 0
+    # no held-out document index is a training document: the split is the hash rule
+    n_docs = meta["documents"]
+    held = [d for d in range(n_docs) if prepare.is_eval_document(d, 0.1)]
+    assert len(held) == meta["eval_documents"]
+    # and no eval example's text appears among training examples
+    import grain
+    train = set(grain.sources.ArrayRecordDataSource(data.prepared.train_paths).__getitems__(
+        list(range(data.num_train))))
+    evals = grain.sources.ArrayRecordDataSource(data.prepared.eval_paths)
+    assert not train & set(evals.__getitems__(list(range(len(evals)))))
+
+
+def test_packing_batches(corpus_dir, tmp_path):
+    cfg = _cfg(corpus_dir, tmp_path, next_sentence=False, packing=True, short_seq_prob=0.5)
+    data = pipeline.make_pretraining_data(cfg, seed=0, global_batch_size=8, workdir=None)
+    b = next(data.train_iterator())
+    assert "next_sentence_labels" not in b
+    cls = data.tokenizer.token_to_id("[CLS]")
+    for row, seg, pos, am in zip(b["input_ids"], b["segment_ids"], b["position_ids"],
+                                 b["attention_mask"]):
+        n = am.sum()
+        starts = np.flatnonzero(row[:n] == cls)
+        assert len(starts) >= 1 and starts[0] == 0
+        assert seg[:n].max() == len(starts) and (seg[n:] == 0).all()
+        for s, e in zip(starts, list(starts[1:]) + [n]):
+            np.testing.assert_array_equal(pos[s:e], np.arange(e - s))
+    assert (b["attention_mask"].sum(1) > 16).mean() > 0.5  # rows are well filled
+
+
+def test_whole_word_masking_through_pipeline(corpus_dir, tmp_path):
+    data = pipeline.make_pretraining_data(_cfg(corpus_dir, tmp_path, whole_word_masking=True,
+                                               max_predictions_per_seq=10), seed=0,
+                                          global_batch_size=8, workdir=None)
+    tok = data.tokenizer
+    specials = {tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")}
+    n_pieces = 0
+    for b in _take(data.train_iterator(), 10):
+        for ids, pos, w, labels in zip(b["input_ids"], b["masked_lm_positions"],
+                                       b["masked_lm_weights"], b["masked_lm_ids"]):
+            chosen = set(pos[w > 0].tolist())
+            for p, label in zip(pos[w > 0], labels[w > 0]):
+                if tok.id_to_token(int(label)).startswith("##"):
+                    n_pieces += 1
+                    # masked only with the piece before it (unless truncation cut the word's start)
+                    assert p - 1 in chosen or int(ids[p - 1]) in specials
+    assert n_pieces > 10
+
+
+def test_trained_tokenizer_is_cached(corpus_dir, tmp_path, caplog):
+    cfg = _cfg(corpus_dir, tmp_path, tokenizer="", vocab_size=120)
+    data = pipeline.make_pretraining_data(cfg, seed=0, global_batch_size=8, workdir=str(tmp_path))
+    assert data.tokenizer.get_vocab_size() <= 120
+    assert data.tokenizer_dir.startswith(str(tmp_path / "cache"))
+    with caplog.at_level(logging.INFO):
+        pipeline.make_pretraining_data(cfg, seed=0, global_batch_size=8, workdir=str(tmp_path))
+    assert "reusing trained vocabulary" in caplog.text and "reusing prepared shards" in caplog.text
