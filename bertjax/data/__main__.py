@@ -1,0 +1,84 @@
+"""Command line: train a WordPiece vocabulary, or prepare pretraining shards ahead of training.
+
+  python -m bertjax.data vocab --corpus 'text/*.txt' --vocab-size 30522 --out vocab_dir [--cased]
+  python -m bertjax.data prepare --config configs/bert_base.py --workdir runs/x
+  python -m bertjax.data prepare --corpus builtin --cache-dir /tmp/data [--set max_seq_length=512 ...]
+
+`prepare` with --config reads `config.data` from a config file (get_config()); without it, it starts
+from bertjax.config.data(). --set FIELD=VALUE overrides any data field (the value is parsed as JSON
+where possible, e.g. true, 0.2, 512). It prints the shard directory and its meta.json summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import sys
+
+from bertjax import config as config_lib
+from bertjax.data import corpus as corpus_lib
+from bertjax.data import prepare as prepare_lib
+from bertjax.data import tokenizer as tokenizer_lib
+
+
+def _data_config(args) -> "config_lib.ml_collections.ConfigDict":
+    if args.config:
+        spec = importlib.util.spec_from_file_location("bertjax_user_config", args.config)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)  # the user's own config file, as bertjax.train would run it
+        cfg = module.get_config()
+        cfg = cfg.data if "data" in cfg else cfg
+    else:
+        cfg = config_lib.data()
+    for name in ("corpus", "tokenizer", "cache_dir"):
+        value = getattr(args, name)
+        if value is not None:
+            cfg[name] = value
+    for item in args.set or []:
+        field, _, raw = item.partition("=")
+        if field not in cfg:
+            raise SystemExit(f"--set {item}: config.data has no field {field!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        cfg[field] = value
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bertjax.data", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    v = sub.add_parser("vocab", help="train a WordPiece vocabulary")
+    v.add_argument("--corpus", required=True, help="file glob, 'builtin' or tfds:NAME:FEATURE[:SPLIT]")
+    v.add_argument("--vocab-size", type=int, default=30522)
+    v.add_argument("--out", required=True, help="directory for vocab.txt and tokenizer.json")
+    v.add_argument("--cased", action="store_true", help="keep case and accents (default: uncased)")
+    v.add_argument("--max-line-bytes", type=int, default=1_000_000)
+    p = sub.add_parser("prepare", help="tokenize a corpus and write example shards")
+    p.add_argument("--config", help="a config file with get_config() (its .data is used)")
+    p.add_argument("--workdir", help="shards go to WORKDIR/data unless cache_dir is set")
+    p.add_argument("--corpus")
+    p.add_argument("--tokenizer")
+    p.add_argument("--cache-dir", dest="cache_dir")
+    p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a data field")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    if args.command == "vocab":
+        corpus = corpus_lib.open_corpus(args.corpus, args.max_line_bytes)
+        tok = tokenizer_lib.train_wordpiece(corpus.texts(), args.vocab_size, not args.cased, args.out)
+        print(f"wrote {tok.get_vocab_size()} tokens to {args.out}/vocab.txt")
+        return
+    cfg = _data_config(args)
+    prepared = prepare_lib.prepare(cfg, args.workdir)
+    summary = {k: prepared.meta[k] for k in ("num_train", "num_eval", "stats", "skipped", "seconds")}
+    print(json.dumps({"shards": prepared.directory, "tokenizer": prepared.tokenizer_dir, **summary},
+                     indent=2))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
