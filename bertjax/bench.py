@@ -1,0 +1,224 @@
+"""Times bertjax's pretraining step (and optionally its peers) on whatever devices are present.
+
+    python -m bertjax.bench --config configs/bert_mini.py --batch_size 32 --seq_len 128 [--steps 10]
+        [--mode train|finetune|inference] [--peers auto|none|hf_flax,torch] [--config.model.dtype=bfloat16]
+
+What is timed: for `train`, the full jitted pretraining update (forward, backward, AdamW with BERT's
+settings, MLM + NSP loss) on a fixed synthetic batch with BERT's shapes (P = 15% of S rounded up to a
+multiple of 4 masked positions, 20 at S=128 and 80 at S=512); `finetune` the same update for sequence
+classification; `inference` the encoder + pooler forward pass. Each step is timed to completion after
+`--warmup` steps (compilation excluded); step_ms is the median. A benchmark, not a test.
+
+FLOPs: `bertjax.flops.step_flops` (matmul FLOPs only: 6 x matmul params per token plus attention,
+the MLM head only at masked positions); for `inference` one third of that (no backward pass), for
+`finetune` the MLM head replaced by a [D, 2] classifier. The same count is used for every peer, so
+model_tflops_per_sec compares work done, not work wasted. mfu = model FLOP/s / peak FLOP/s of the
+devices (bertjax.flops.peak_flops: a chip table, or on CPU the measured fp32 matmul rate).
+
+The last line printed is JSON with tokens_per_sec, sequences_per_sec, step_ms, model_tflops_per_sec,
+mfu, and per peer the same figures plus the ratio bertjax / peer.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import platform
+import statistics
+import sys
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
+
+from bertjax import bench_peers, flops as flops_lib, model as model_lib, optim, sharding, steps
+from bertjax.tasks import base as tasks_base
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Run config (configs/*.py).",
+                                          lock_config=False)
+_BATCH = flags.DEFINE_integer("batch_size", 32, "Global batch size.")
+_SEQ = flags.DEFINE_integer("seq_len", 128, "Sequence length.")
+_STEPS = flags.DEFINE_integer("steps", 10, "Timed steps (the median is reported; at least 5).")
+_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
+_MODE = flags.DEFINE_enum("mode", "train", ["train", "finetune", "inference"], "What to time.")
+_PEERS = flags.DEFINE_string("peers", "auto", "auto (all installed) | none | comma list of "
+                             "hf_flax,torch. Peers run the train mode only.")
+_THREADS = flags.DEFINE_integer("torch_threads", 0, "torch.set_num_threads (0: torch's default).")
+
+
+def max_predictions(seq_len: int) -> int:
+    """BERT's masked positions per sequence: 15% of S rounded up to a multiple of 4."""
+    return 4 * math.ceil(0.15 * seq_len / 4)
+
+
+def synthetic_batch(cfg: ml_collections.ConfigDict, batch_size: int, seq_len: int,
+                    num_predictions: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """A full-length pretraining batch with BERT's shapes; masked positions distinct and sorted."""
+    r = np.random.default_rng(seed)
+    ids = r.integers(1000 if cfg.vocab_size > 2000 else 5, cfg.vocab_size,
+                     (batch_size, seq_len)).astype(np.int32)
+    half = seq_len // 2
+    positions = np.sort(np.stack([r.choice(np.arange(1, seq_len - 1), num_predictions, False)
+                                  for _ in range(batch_size)]), axis=1).astype(np.int32)
+    return {
+        "input_ids": ids,
+        "token_type_ids": (np.arange(seq_len)[None] >= half).astype(np.int32).repeat(batch_size, 0),
+        "attention_mask": np.ones((batch_size, seq_len), np.int32),
+        "masked_lm_positions": positions,
+        "masked_lm_ids": np.take_along_axis(ids, positions, 1),
+        "masked_lm_weights": np.ones((batch_size, num_predictions), np.float32),
+        "next_sentence_labels": r.integers(0, 2, batch_size).astype(np.int32),
+        "label": r.integers(0, 2, batch_size).astype(np.int32),
+    }
+
+
+def _bertjax_train(config, batch, warmup, steps_n) -> list[float]:
+    """The trainer's own jitted, sharded, donated update (see bertjax/train.py)."""
+    task = tasks_base.get_task(config.task)(config)
+    model = task.build_model(config.model)
+    tx = optim.make_optimizer(config.optimizer, config.num_train_steps)
+    schedule = optim.learning_rate_schedule(config.optimizer, config.num_train_steps)
+    keys = set(task.dummy_batch(2, batch["input_ids"].shape[1]))
+    batch = {k: v for k, v in batch.items() if k in keys}
+    mesh = sharding.make_mesh(config.mesh)
+    rules = sharding.rules(config.mesh)
+    init_fn = functools.partial(steps.init_state, task=task, model=model, tx=tx)
+    init_key, base_key = jax.random.split(jax.random.key(config.seed))
+    boxed = jax.eval_shape(lambda k: task.init_params(model, k, batch), init_key)
+    param_sh = sharding.param_shardings(boxed, mesh, rules)
+    abstract = jax.eval_shape(init_fn, init_key, batch)
+    state_sh = steps.TrainState(
+        step=sharding.replicated(mesh), params=param_sh,
+        opt_state=sharding.like_params(abstract.opt_state, abstract.params, param_sh, mesh))
+    state = jax.jit(init_fn, out_shardings=state_sh)(init_key, batch)
+    batch_sh = sharding.batch_sharding(mesh)
+    with jax.set_mesh(mesh), flax_rules(rules):
+        step_fn = jax.jit(
+            functools.partial(steps.train_step, task=task, model=model, tx=tx, lr_schedule=schedule,
+                              grad_accum_steps=config.optimizer.grad_accum_steps),
+            in_shardings=(state_sh, jax.tree.map(lambda _: batch_sh, batch), sharding.replicated(mesh)),
+            out_shardings=(state_sh, sharding.replicated(mesh)), donate_argnums=0)
+        device_batch = jax.device_put(batch, batch_sh)
+        holder = {"state": state}
+
+        def one():
+            holder["state"], metrics = step_fn(holder["state"], device_batch, base_key)
+            jax.block_until_ready(metrics["loss"])
+
+        times = bench_peers.time_steps(one, max(warmup, 1), steps_n)
+        if step_fn._cache_size() != 1:
+            raise RuntimeError("the benchmarked step recompiled")
+    return times
+
+
+def _bertjax_inference(config, batch, warmup, steps_n) -> list[float]:
+    model = model_lib.BertModel(config.model)
+    inputs = {k: jnp.asarray(batch[k]) for k in ("input_ids", "token_type_ids", "attention_mask")}
+    params = jax.jit(lambda k: model_lib.unbox(model.init(k, **inputs)["params"]))(jax.random.key(0))
+    fwd = jax.jit(lambda p, x: model.apply({"params": p}, **x)["pooled_output"])
+    return bench_peers.time_steps(lambda: fwd(params, inputs).block_until_ready(),
+                                  max(warmup, 1), steps_n)
+
+
+def flax_rules(rules):
+    import flax.linen as nn
+    return nn.logical_axis_rules(rules)
+
+
+def figures(times: list[float], batch_size: int, seq_len: int, flops: float,
+            peak: float | None) -> dict[str, float]:
+    step_s = statistics.median(times)
+    return {
+        "step_ms": 1e3 * step_s,
+        "sequences_per_sec": batch_size / step_s,
+        "tokens_per_sec": batch_size * seq_len / step_s,
+        "model_tflops_per_sec": flops / step_s / 1e12,
+        "mfu": flops_lib.mfu(flops, 1.0 / step_s, peak),
+    }
+
+
+def run(config: ml_collections.ConfigDict, batch_size: int, seq_len: int, mode: str, steps_n: int,
+        warmup: int, peers: list[str], torch_threads: int = 0) -> dict:
+    if steps_n < 5:
+        raise ValueError(f"--steps must be at least 5 (the median of >= 5 steps), got {steps_n}")
+    config = ml_collections.ConfigDict(config.to_dict())
+    p = max_predictions(seq_len)
+    config.batch_size = batch_size
+    config.data.max_seq_length = seq_len
+    config.data.max_predictions_per_seq = p
+    config.model.max_position_embeddings = max(config.model.max_position_embeddings, seq_len)
+    if mode == "finetune":
+        config.task = "classification"
+        config.classification = ml_collections.ConfigDict({"num_labels": 2})
+    model_lib.validate_config(config.model)
+    batch = synthetic_batch(config.model, batch_size, seq_len, p, config.seed)
+    flops = flops_lib.step_flops(config.model, batch_size, seq_len, p, True)
+    d, v = config.model.hidden_size, config.model.vocab_size
+    if mode in ("finetune", "inference"):  # no MLM head (the classifier's [D, 2] is negligible)
+        flops -= 3.0 * batch_size * p * (2 * d * d + 2 * d * v)
+    if mode == "inference":  # forward only: a third of a training step
+        flops /= 3.0
+    peak = flops_lib.peak_flops(dtype=config.model.dtype)
+    runner = {"train": _bertjax_train, "finetune": _bertjax_train,
+              "inference": _bertjax_inference}[mode]
+    result = {"mode": mode, "batch_size": batch_size, "seq_len": seq_len, "masked_positions": p,
+              "dtype": config.model.dtype, "devices": f"{jax.device_count()} x "
+              f"{jax.devices()[0].device_kind}", "host": platform.processor() or platform.machine(),
+              "flops_per_step": flops, "peak_flops": peak}
+    result.update(figures(runner(config, batch, warmup, steps_n), batch_size, seq_len, flops, peak))
+    result["peers"] = {}
+    for name in (peers if mode == "train" else []):
+        if name == "hf_flax":
+            times = bench_peers.hf_flax_train(config.model, batch, config.optimizer, max(warmup, 1),
+                                              steps_n, config.model.dtype)
+        elif name == "torch":
+            times = bench_peers.torch_train(config.model, batch, config.optimizer, max(warmup, 1),
+                                            steps_n, torch_threads)
+        else:
+            raise ValueError(f"unknown peer {name!r}; known: hf_flax, torch")
+        fig = figures(times, batch_size, seq_len, flops, peak)
+        fig["bertjax_speedup"] = result["tokens_per_sec"] / fig["tokens_per_sec"]
+        result["peers"][name] = fig
+    return result
+
+
+def table(result: dict) -> str:
+    rows = [("bertjax", result)] + list(result["peers"].items())
+    lines = [f"{result['mode']}: batch {result['batch_size']} x seq {result['seq_len']} "
+             f"({result['masked_positions']} masked), {result['dtype']}, {result['devices']}",
+             f"{'':10} {'step ms':>9} {'tokens/s':>11} {'seq/s':>9} {'TFLOP/s':>8} {'MFU':>6}"
+             f" {'bertjax x':>9}"]
+    for name, r in rows:
+        ratio = f"{r['bertjax_speedup']:.2f}" if "bertjax_speedup" in r else ""
+        lines.append(f"{name:10} {r['step_ms']:9.1f} {r['tokens_per_sec']:11.0f} "
+                     f"{r['sequences_per_sec']:9.1f} {r['model_tflops_per_sec']:8.3f} "
+                     f"{100 * r['mfu']:5.1f}% {ratio:>9}")
+    return "\n".join(lines)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if _PEERS.value == "none":
+        peers = []
+    elif _PEERS.value == "auto":
+        avail = bench_peers.available()
+        peers = [name for name, why in avail.items() if not why]
+        for name, why in avail.items():
+            if why:
+                print(f"skipping peer {name}: {why}", file=sys.stderr)
+    else:
+        peers = [p.strip() for p in _PEERS.value.split(",") if p.strip()]
+    result = run(_CONFIG.value, _BATCH.value, _SEQ.value, _MODE.value, _STEPS.value, _WARMUP.value,
+                 peers, _THREADS.value)
+    print(table(result))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    flags.mark_flags_as_required(["config"])
+    app.run(main)
