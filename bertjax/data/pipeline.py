@@ -215,6 +215,9 @@ class PretrainingData:
         ds = ds.to_iter_dataset(grain.ReadOptions(num_threads=1 if prefetch else 0,
                                                   prefetch_buffer_size=prefetch))
         if self.cfg.worker_count:
+            from absl import flags  # grain's workers read absl flags; outside an absl app, use defaults
+            if not flags.FLAGS.is_parsed():
+                flags.FLAGS.mark_as_parsed()
             ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=self.cfg.worker_count))
         return ds
 
