@@ -141,7 +141,8 @@ def restore_params(workdir: str, step: int | None = None
     """
     run = _load_run_config(workdir)
     directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
-    manager = ocp.CheckpointManager(directory, item_names=("state",),
+    manager = ocp.CheckpointManager(directory,
+                                    item_handlers={"state": ocp.PyTreeCheckpointHandler()},
                                     options=ocp.CheckpointManagerOptions(read_only=True))
     try:
         step = manager.latest_step() if step is None else step
@@ -151,8 +152,8 @@ def restore_params(workdir: str, step: int | None = None
             raise FileNotFoundError(
                 f"no checkpoint for step {step} in {directory} (have {manager.all_steps()})")
         meta = manager.item_metadata(step)["state"]
-        param_meta = meta["params"] if isinstance(meta, dict) else meta.params
-        item = {"params": jax.tree.map(lambda m: np.zeros((), np.float32), param_meta)}
+        param_meta = getattr(meta, "tree", meta)["params"]
+        item = {"params": jax.tree.map(lambda m: 0, param_meta)}
         restore_args = {"params": jax.tree.map(
             lambda m: ocp.RestoreArgs(restore_type=np.ndarray), param_meta)}
         restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(

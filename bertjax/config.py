@@ -65,6 +65,10 @@ def optimizer(**overrides) -> ml_collections.ConfigDict:
     c.weight_decay = 0.01  # Decoupled weight decay; never on LayerNorm params or biases.
     c.grad_clip_norm = 1.0  # Clip the global gradient norm to this; 0 disables clipping.
     c.grad_accum_steps = 1  # Micro-batches per update (lax.scan inside the step): one step = one update.
+    c.warmup_proportion = 0.0  # > 0: warmup = this fraction of num_train_steps (overrides warmup_steps).
+    c.layerwise_lr_decay = 1.0  # d in (0, 1]: layer i of L learns at lr * d^(L-i), embeddings d^(L+1).
+    c.freeze_embeddings = False  # True: the embedding parameters are never updated.
+    c.freeze_layers = 0  # The lowest N encoder layers are never updated (0 = none).
     c.update(overrides)
     return c
 
@@ -109,6 +113,7 @@ def pretraining(size: str = "tiny") -> ml_collections.ConfigDict:
     c.init_from = ""  # A bertjax workdir / model dir or an HF / Google BERT dir to start from.
     c.skip_nonfinite = False  # True: skip updates with NaN/Inf; False: stop the run, naming the step.
     c.preemption_check_every_steps = 10  # How often hosts agree on a SIGTERM (a tiny all-gather).
+    c.progress_bar = True  # A tqdm bar on the console (step, loss, tokens/s, ETA).
     c.model = model_of_size(size)  # The encoder (bertjax.config.model); heads come from the task.
     c.data = data()  # Data pipeline (bertjax/data/pipeline.py).
     c.optimizer = optimizer()  # bertjax.optim.

@@ -72,6 +72,9 @@ def train_step(state: TrainState, batch: dict, base_key: Array, *, task: Task, m
 
     def micro_loss(params, micro_batch, micro_rng):
         sums, metrics = task.loss_fn(model, params, micro_batch, micro_rng, deterministic=False)
+        metrics = dict(metrics)
+        for k in sums:  # the loss terms' sums: finalize() rebuilds the window's total loss
+            metrics[LOSS_TERM + k] = (sums[k], den[k])
         return _weighted_loss(sums, den), metrics
 
     grad_fn = jax.value_and_grad(micro_loss, has_aux=True)
@@ -94,6 +97,9 @@ def train_step(state: TrainState, batch: dict, base_key: Array, *, task: Task, m
                 zeros(metrics_shape))
         (grads, loss, metrics), _ = jax.lax.scan(
             body, init, (micro, jnp.arange(grad_accum_steps)))
+        # Each micro-batch reported the full batch's denominators: count them once.
+        metrics = {k: (v[0], v[1] / grad_accum_steps) if k.startswith(LOSS_TERM) else v
+                   for k, v in metrics.items()}
 
     grad_norm = optax.global_norm(grads)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
@@ -108,7 +114,6 @@ def train_step(state: TrainState, batch: dict, base_key: Array, *, task: Task, m
     one = jnp.ones((), jnp.float32)
     metrics = dict(metrics)
     metrics.update({
-        "loss": (loss, one),
         "grad_norm": (grad_norm, one),
         "param_norm": (optax.global_norm(params), one),
         "learning_rate": (jnp.asarray(lr_schedule(state.step), jnp.float32), one),

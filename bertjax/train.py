@@ -208,7 +208,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
         step = int(jax.device_get(state.step))
         log = metrics_log.MetricsLog(workdir, config.num_train_steps, start_step=step,
-                                     progress=primary and config.get("progress_bar", True))
+                                     progress=primary and config.progress_bar)
         flops_per_step = flops_lib.step_flops(
             config.model, config.batch_size, seq_len,
             int(config.data.get("max_predictions_per_seq", seq_len)),

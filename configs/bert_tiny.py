@@ -1,0 +1,49 @@
+"""BERT-Tiny (L2/H128/A2, Turc et al. 2019) pretrained with MLM+NSP on the builtin corpus, on CPU.
+
+This is the README's quick start:
+
+  python -m bertjax.train --config configs/bert_tiny.py --workdir runs/bert_tiny
+
+Expected runtime: MEASURED_RUNTIME
+Expected result: MEASURED_RESULT
+
+Variants (`--config configs/bert_tiny.py:VARIANT`):
+  smoke  a few steps at seq 32 with a 512-token vocab: checks a setup end to end in under a minute.
+
+Every field of the schema is documented in bertjax/config.py; the overrides below say why.
+"""
+
+from bertjax import config as config_lib
+
+
+def get_config(arg: str | None = None):
+    c = config_lib.pretraining("tiny")  # L2 / H128 / A2, F512
+    c.model.vocab_size = 8192  # = data.vocab_size: a WordPiece vocab trained on the corpus
+    c.model.max_position_embeddings = 128  # nothing longer than data.max_seq_length is seen
+    c.data.corpus = "builtin"  # Python's own docs: ships with every install, no download
+    c.data.vocab_size = 8192  # a small vocab suits a ~1M-word corpus
+    c.data.max_seq_length = 128  # S
+    c.data.max_predictions_per_seq = 20  # P: 15% of 128 tokens
+    c.data.num_eval_examples = 256  # held-out examples per evaluation (8 batches of 32)
+    c.batch_size = 32  # global batch
+    c.num_train_steps = 600  # ~2 passes over the corpus' examples
+    c.log_every_steps = 50  # one metrics.jsonl line every 50 steps
+    c.eval_every_steps = 200  # plus the final evaluation
+    c.checkpoint_every_steps = 200  # and at the end
+    c.optimizer.learning_rate = 1e-3  # small models take a high peak rate
+    c.optimizer.warmup_steps = 60  # 10% of training
+    c.optimizer.weight_decay = 0.01  # BERT's
+    if arg == "smoke":
+        c.model.vocab_size = 512  # tiny vocab: preparation and the MLM head are instant
+        c.data.vocab_size = 512  # trained on the corpus
+        c.data.max_seq_length = 32  # short sequences
+        c.data.max_predictions_per_seq = 5  # 15% of 32
+        c.data.num_eval_examples = 64  # two eval batches
+        c.num_train_steps = 20  # a few updates
+        c.log_every_steps = 5  # four log lines
+        c.eval_every_steps = 10  # two evaluations
+        c.checkpoint_every_steps = 10  # two checkpoints
+        c.optimizer.warmup_steps = 2  # short warmup
+    elif arg:
+        raise ValueError(f"configs/bert_tiny.py has no variant {arg!r} (have: smoke)")
+    return c

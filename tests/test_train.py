@@ -1,0 +1,130 @@
+"""End to end on a tiny config: train, checkpoint, resume, evaluate, metrics.jsonl; guards."""
+
+import json
+import os
+import re
+
+import jax
+import numpy as np
+import pytest
+
+import _tiny
+from bertjax import checkpoint as ckpt_lib
+from bertjax import train
+from bertjax.model import ConfigError
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    root = tmp_path_factory.mktemp("corpus")
+    return _tiny.write_corpus(str(root)), str(root / "cache")
+
+
+@pytest.fixture(scope="module")
+def run(corpus, tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("run"))
+    summary = train.train_and_evaluate(_tiny.tiny_config(*corpus), workdir)
+    return workdir, summary
+
+
+def _records(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_train_writes_metrics_checkpoints_and_run_files(run):
+    workdir, summary = run
+    assert summary["step"] == 6 and not summary["preempted"]
+    records = _records(workdir)
+    train_steps = [r["step"] for r in records if "train/loss" in r]
+    eval_steps = [r["step"] for r in records if "eval/loss" in r]
+    assert train_steps == [2, 4, 6] and eval_steps == [3, 6]
+    required = ["train/loss", "train/mlm_loss", "train/mlm_accuracy", "train/nsp_accuracy",
+                "train/learning_rate", "train/grad_norm", "train/param_norm", "perf/steps_per_sec",
+                "perf/tokens_per_sec", "perf/mfu"]
+    for r in records:
+        if "train/loss" in r:
+            assert set(required) <= set(r), set(required) - set(r)
+            assert np.isfinite(r["train/loss"]) and r["train/grad_norm"] > 0
+            # The total loss is the sum of its two terms.
+            assert r["train/loss"] == pytest.approx(r["train/mlm_loss"] + r["train/nsp_loss"],
+                                                    rel=1e-5)
+    final = [r for r in records if "eval/loss" in r][-1]
+    assert final["eval/perplexity"] == pytest.approx(np.exp(final["eval/mlm_loss"]), rel=1e-6)
+    assert 0.0 <= final["eval/nsp_accuracy"] <= 1.0
+    assert summary["eval"] == {k: v for k, v in final.items() if k != "step"}
+    # Warmup of 2 steps then linear decay: step 1's learning rate is 0.5 * peak.
+    assert records[0]["train/learning_rate"] == pytest.approx((0.0 + 5e-4) / 2)
+    ckpts = ckpt_lib.Checkpointer(workdir)
+    assert ckpts.all_steps() == [2, 4, 6]  # max_to_keep=3
+    ckpts.close()
+    assert os.path.exists(os.path.join(workdir, "tokenizer", "vocab.txt"))
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert json.load(f)["model"]["hidden_size"] == 32
+
+
+def test_restore_params_and_resume_continue(run, corpus):
+    workdir, _ = run
+    model_cfg, params, tok_dir, extra = ckpt_lib.restore_params(workdir)
+    assert model_cfg.hidden_size == 32 and extra["step"] == 6 and extra["task"] == "pretraining"
+    assert params["bert"]["embeddings"]["word_embeddings"]["embedding"].shape == (128, 32)
+    assert "layer_1" in params["bert"]["encoder"] and "mlm" in params and "nsp" in params
+    assert os.path.exists(os.path.join(tok_dir, "vocab.txt"))
+    _, params4, _, _ = ckpt_lib.restore_params(workdir, step=4)
+    assert not np.array_equal(params4["nsp"]["kernel"], params["nsp"]["kernel"])
+    # Asking for more steps continues from step 6; the earlier records are kept.
+    summary = train.train_and_evaluate(_tiny.tiny_config(*corpus, num_train_steps=8), workdir)
+    assert summary["step"] == 8
+    steps = [r["step"] for r in _records(workdir) if "train/loss" in r]
+    assert steps == [2, 4, 6, 8]
+
+
+def test_mismatched_config_names_the_fields(run, corpus):
+    workdir, _ = run
+    config = _tiny.tiny_config(*corpus, num_train_steps=10)
+    config.model.hidden_size = 36
+    config.model.num_heads = 3
+    with pytest.raises(ckpt_lib.CheckpointMismatchError,
+                       match=r"model.hidden_size: checkpoint 32 vs config 36(.|\n)*num_heads"):
+        train.train_and_evaluate(config, workdir)
+
+
+def test_nonfinite_stops_and_names_the_step(corpus, tmp_path):
+    config = _tiny.tiny_config(*corpus, num_train_steps=8, checkpoint_every_steps=1,
+                               log_every_steps=4)
+    config.optimizer.learning_rate = 1e30
+    config.optimizer.grad_clip_norm = 0.0
+    with pytest.raises(train.NonFiniteError, match=r"NaN/Inf at step \d+") as err:
+        train.train_and_evaluate(config, str(tmp_path))
+    bad = int(re.search(r"at step (\d+)", str(err.value)).group(1))
+    ckpts = ckpt_lib.Checkpointer(str(tmp_path))
+    saved = ckpts.all_steps()
+    ckpts.close()
+    assert saved and max(saved) < bad  # nothing at or after the bad step was checkpointed
+
+
+def test_skip_nonfinite_keeps_params_finite(corpus, tmp_path):
+    config = _tiny.tiny_config(*corpus, num_train_steps=4, log_every_steps=4, eval_every_steps=0,
+                               checkpoint_every_steps=4, skip_nonfinite=True)
+    config.optimizer.learning_rate = 1e30
+    config.optimizer.grad_clip_norm = 0.0
+    summary = train.train_and_evaluate(config, str(tmp_path))
+    assert summary["train"]["train/skipped_updates"] >= 1
+    _, params, _, _ = ckpt_lib.restore_params(str(tmp_path))
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(params))
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("model.num_heads", 3, r"hidden_size=32 is not divisible by config.model.num_heads=3"),
+    ("batch_size", 7, r"config.batch_size=7 .*grad_accum_steps=2"),
+    ("optimizer.schedule", "cosin", r"config.optimizer.schedule='cosin' is not one of"),
+    ("mesh.data", 3, r"config.mesh .* needs 3 devices"),
+])
+def test_config_errors_name_the_field(corpus, tmp_path, field, value, message):
+    config = _tiny.tiny_config(*corpus)
+    config.optimizer.grad_accum_steps = 2
+    section, _, name = field.rpartition(".")
+    (config[section] if section else config)[name] = value
+    with pytest.raises(ConfigError, match=message):
+        train.train_and_evaluate(config, str(tmp_path))
+    assert not os.path.exists(os.path.join(tmp_path, "checkpoints"))  # failed before any work
