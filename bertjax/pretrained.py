@@ -1,0 +1,210 @@
+"""Load any BERT checkpoint and use it: `pretrained.load(path).embed(texts)`.
+
+    from bertjax import pretrained
+    bert = pretrained.load("path/to/model")         # bertjax, Hugging Face, Google TF, or a workdir
+    vectors = bert.embed(["a sentence", "another"])  # [2, D] float32, unit rows
+
+`embed` tokenizes, truncates to `max_length`, pads each batch to one of a few bucketed shapes
+(powers of two) so that jit compiles once per bucket rather than once per batch, and pools over
+the real tokens only (padding never changes a text's vector).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import tokenizers
+
+from bertjax import convert
+from bertjax import model as model_lib
+
+POOLINGS = ("mean", "cls", "max", "pooler")
+MIN_LENGTH = 16  # Shortest padded length and fewest padded rows: small batches share one
+MIN_ROWS = 8  # compiled shape, and cost next to nothing.
+
+
+def _bucket(n: int, cap: int, smallest: int) -> int:
+    """The smallest power of two >= n (at least `smallest`), clipped to `cap`."""
+    size = smallest
+    while size < n:
+        size *= 2
+    return min(size, cap)
+
+
+def _pool(module: model_lib.BertModel, params, ids, type_ids, mask) -> dict[str, jax.Array]:
+    """ids, type_ids, mask: [B, S] -> {pooling: [B, D] float32}, padding (mask 0) excluded.
+
+    All poolings come from one compiled function (they cost nothing next to the encoder), so
+    switching pooling never recompiles.
+    """
+    out = module.apply({"params": params}, ids, type_ids, mask)
+    x = out["sequence_output"].astype(jnp.float32)  # [B, S, D]
+    keep = mask[..., None].astype(bool)  # [B, S, 1]
+    return {"mean": jnp.sum(jnp.where(keep, x, 0.0), axis=1) / jnp.sum(keep, axis=1),
+            "max": jnp.max(jnp.where(keep, x, -jnp.inf), axis=1),
+            "cls": x[:, 0],
+            "pooler": out["pooled_output"].astype(jnp.float32)}
+
+
+def _sequence(module: model_lib.BertModel, params, ids, type_ids, mask):
+    return module.apply({"params": params}, ids, type_ids, mask)["sequence_output"].astype(
+        jnp.float32)
+
+
+@functools.lru_cache(maxsize=16)
+def _compiled(config_json: str):
+    """(pool, sequence, init) jitted for one model config; models of one config share them."""
+    cfg = ml_collections.ConfigDict(json.loads(config_json))
+    bert = model_lib.BertModel(cfg)
+    return (jax.jit(functools.partial(_pool, bert)), jax.jit(functools.partial(_sequence, bert)),
+            jax.jit(model_lib.BertForPreTraining(cfg).init))
+
+
+@dataclasses.dataclass
+class Pretrained:
+    """A BERT model ready to use.
+
+    config: the model ConfigDict; params: canonical (unscanned) parameter tree, with the heads the
+    checkpoint had; tokenizer: its tokenizer (None if the checkpoint shipped none); extra: what
+    the checkpoint recorded besides (e.g. a task's labels).
+    """
+    config: ml_collections.ConfigDict
+    params: dict
+    tokenizer: tokenizers.Tokenizer | None
+    extra: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        self.params = model_lib.canonical_params(self.params)
+        self._bert = model_lib.BertModel(self.config)
+        self._device_params = None
+        self._pool, self._sequence, _ = _compiled(self.config.to_json(sort_keys=True))
+
+    @property
+    def model(self) -> model_lib.BertModel | model_lib.BertForPreTraining:
+        """BertForPreTraining when the checkpoint has both heads, else the bare BertModel.
+
+        Apply it to `model_lib.layout_params(p.params, p.config)` (or that tree's "bert" subtree
+        for the BertModel).
+        """
+        if {"mlm", "nsp"} <= set(self.params):
+            return model_lib.BertForPreTraining(self.config)
+        return self._bert
+
+    def _encoder_params(self):
+        if self._device_params is None:
+            laid_out = model_lib.layout_params(self.params, self.config)
+            self._device_params = jax.device_put(laid_out["bert"])
+        return self._device_params
+
+    def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
+        """texts -> [CLS] tokens [SEP] ids, each cut to max_length (keeping the final [SEP])."""
+        if self.tokenizer is None:
+            raise ValueError("this checkpoint has no tokenizer (no vocab.txt or tokenizer.json)")
+        if isinstance(texts, str):
+            raise TypeError("texts must be a list of strings, got one string")
+        limit = self._max_length(max_length)
+        out = []
+        for enc in self.tokenizer.encode_batch(list(texts)):
+            ids = enc.ids
+            if len(ids) > limit:
+                ids = ids[: limit - 1] + ids[-1:]
+            out.append(ids)
+        return out
+
+    def _max_length(self, max_length: int | None) -> int:
+        cap = self.config.max_position_embeddings
+        if max_length is None:
+            return cap
+        if not 2 <= max_length <= cap:
+            raise ValueError(f"max_length={max_length} must be in [2, {cap}] "
+                             "(config.model.max_position_embeddings)")
+        return max_length
+
+    def _batches(self, ids: list[list[int]], batch_size: int, max_length: int):
+        """Yields (indices, ids [b, s], type_ids, mask) with bucketed b and s; longest first."""
+        if batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        pad = self.tokenizer.token_to_id("[PAD]") if self.tokenizer is not None else 0
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            rows = _bucket(len(chunk), batch_size, MIN_ROWS)
+            cols = _bucket(max(len(ids[i]) for i in chunk), max_length, MIN_LENGTH)
+            batch = np.full((rows, cols), 0 if pad is None else pad, np.int32)
+            mask = np.zeros((rows, cols), np.int32)
+            mask[len(chunk):, :2] = 1  # Filler rows: never returned, but kept well defined.
+            for r, i in enumerate(chunk):
+                batch[r, : len(ids[i])] = ids[i]
+                mask[r, : len(ids[i])] = 1
+            yield chunk, batch, np.zeros_like(batch), mask
+
+    def embed(self, texts: Sequence[str], pooling: str = "mean", normalize: bool = True,
+              max_length: int | None = None, batch_size: int = 64) -> np.ndarray:
+        """texts: N strings -> [N, D] float32 vectors.
+
+        pooling: "mean" / "max" over the real tokens (with [CLS] and [SEP]), "cls" the final
+        hidden state of [CLS], "pooler" BERT's tanh pooler on it. normalize: unit L2 rows.
+        max_length: tokens per text after truncation (default max_position_embeddings).
+        """
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling={pooling!r} is not one of {POOLINGS}")
+        limit = self._max_length(max_length)
+        ids = self.tokenize(texts, limit)
+        out = np.zeros((len(ids), self.config.hidden_size), np.float32)
+        params = self._encoder_params()
+        for chunk, batch, type_ids, mask in self._batches(ids, batch_size, limit):
+            vectors = np.asarray(self._pool(params, batch, type_ids, mask)[pooling])
+            out[chunk] = vectors[: len(chunk)]
+        if normalize:
+            out /= np.maximum(np.linalg.norm(out, axis=-1, keepdims=True), 1e-12)
+        return out
+
+    def encode(self, texts: Sequence[str], max_length: int | None = None,
+               batch_size: int = 64) -> list[np.ndarray]:
+        """texts -> one [len_i, D] float32 array per text: the final hidden state of each token."""
+        limit = self._max_length(max_length)
+        ids = self.tokenize(texts, limit)
+        out: list[Any] = [None] * len(ids)
+        params = self._encoder_params()
+        for chunk, batch, type_ids, mask in self._batches(ids, batch_size, limit):
+            states = np.asarray(self._sequence(params, batch, type_ids, mask))
+            for r, i in enumerate(chunk):
+                out[i] = states[r, : len(ids[i])]
+        return out
+
+    def save(self, out_dir: str) -> None:
+        """Writes a bertjax model directory (see convert.save_bertjax)."""
+        convert.save_bertjax(self.config, self.params, self.tokenizer, out_dir, self.extra)
+
+
+def load(path: str, lowercase: bool | None = None) -> Pretrained:
+    """Any checkpoint `convert.load_any` reads -> Pretrained; raises convert.ConvertError."""
+    cfg, params, tok, extra = convert.load_any(path, lowercase, with_extra=True)
+    return Pretrained(cfg, params, tok, extra)
+
+
+def init_random(model_cfg: ml_collections.ConfigDict,
+                tokenizer: tokenizers.Tokenizer | None = None, seed: int = 0,
+                heads: bool = True) -> Pretrained:
+    """A freshly initialised model (with MLM and NSP heads unless heads=False; the encoder is
+    the same for a given seed either way).
+
+    With a tokenizer, config.vocab_size is set to the tokenizer's vocabulary size.
+    """
+    cfg = ml_collections.ConfigDict(model_cfg.to_dict())
+    if tokenizer is not None:
+        cfg.vocab_size = tokenizer.get_vocab_size(with_added_tokens=False)
+    model_lib.validate_config(cfg)
+    init = _compiled(cfg.to_json(sort_keys=True))[2]  # heads=False drops the heads afterwards.
+    params = model_lib.unbox(init(jax.random.key(seed), jnp.zeros((1, 2), jnp.int32))["params"])
+    params = jax.tree.map(np.asarray, model_lib.canonical_params(params))
+    if not heads:
+        params = {"bert": params["bert"]}
+    return Pretrained(cfg, params, tokenizer)

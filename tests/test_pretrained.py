@@ -1,0 +1,156 @@
+"""pretrained.load(...).embed(...): loads every format, pools over real tokens only, batches."""
+
+import sys
+import types
+
+import ml_collections
+import numpy as np
+import pytest
+import torch
+import transformers
+
+from bertjax import config as config_lib
+from bertjax import convert
+from bertjax import pretrained
+from bertjax.data import tokenizer as tokenizer_lib
+from conftest import SENTENCES, TINY_HF, randomize
+
+TEXTS = ["the quick brown fox", "Café naïve 東京!", "", "a lazy dog sleeps in the warm sun " * 3]
+
+
+@pytest.fixture(scope="module")
+def bert(hf_pretraining_dir):
+    return pretrained.load(str(hf_pretraining_dir))
+
+
+def _hf_reference(hf_dir, ids):
+    model = transformers.BertModel.from_pretrained(str(hf_dir)).eval()
+    with torch.no_grad():
+        out = model(input_ids=torch.tensor([ids]), output_hidden_states=True)
+    return out.last_hidden_state[0].numpy(), out.pooler_output[0].numpy()
+
+
+def test_embed_matches_transformers(bert, hf_pretraining_dir):
+    ids = bert.tokenize([TEXTS[1]])[0]
+    assert ids[0] == bert.tokenizer.token_to_id("[CLS]")
+    assert ids[-1] == bert.tokenizer.token_to_id("[SEP]")
+    hidden, pooled = _hf_reference(hf_pretraining_dir, ids)
+    expected = {"mean": hidden.mean(0), "max": hidden.max(0), "cls": hidden[0], "pooler": pooled}
+    for pooling, ref in expected.items():
+        got = bert.embed([TEXTS[0], TEXTS[1]], pooling=pooling, normalize=False)
+        assert got.shape == (2, 30) and got.dtype == np.float32
+        np.testing.assert_allclose(got[1], ref, rtol=1e-4, atol=1e-5, err_msg=pooling)
+    states = bert.encode([TEXTS[1]])[0]
+    assert states.shape == (len(ids), 30)
+    np.testing.assert_allclose(states, hidden, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("pooling", ["mean", "max", "cls", "pooler"])
+def test_padding_does_not_change_a_vector(bert, pooling):
+    alone = bert.embed([TEXTS[0]], pooling=pooling)
+    with_long = bert.embed([TEXTS[0], TEXTS[3]], pooling=pooling)
+    np.testing.assert_allclose(with_long[0], alone[0], atol=1e-5)
+    assert not np.allclose(with_long[1], alone[0], atol=1e-3)
+
+
+def test_normalize_empty_string_and_truncation(bert):
+    unit = bert.embed(TEXTS)
+    np.testing.assert_allclose(np.linalg.norm(unit, axis=-1), 1.0, rtol=1e-5)
+    raw = bert.embed(TEXTS, normalize=False)
+    np.testing.assert_allclose(unit, raw / np.linalg.norm(raw, axis=-1, keepdims=True), rtol=1e-5)
+    assert bert.tokenize([""])[0] == [bert.tokenizer.token_to_id("[CLS]"),
+                                      bert.tokenizer.token_to_id("[SEP]")]
+    assert np.all(np.isfinite(raw[2])) and np.linalg.norm(raw[2]) > 0
+    # Longer than max_position_embeddings=41: truncated by default, keeping the final [SEP].
+    very_long = "the quick brown fox jumps over the lazy dog " * 20
+    ids = bert.tokenize([very_long])[0]
+    assert len(ids) == 41 and ids[-1] == bert.tokenizer.token_to_id("[SEP]")
+    assert np.all(np.isfinite(bert.embed([very_long])))
+    cut = bert.tokenize([very_long], max_length=8)[0]
+    assert cut == ids[:7] + ids[-1:]
+    # Truncated text == the text whose tokens are exactly the kept ones.
+    short = bert.tokenizer.decode(cut[1:-1])
+    assert bert.tokenize([short])[0] == cut
+    np.testing.assert_allclose(bert.embed([very_long], max_length=8), bert.embed([short]),
+                               atol=1e-5)
+    with pytest.raises(ValueError, match="max_length"):
+        bert.embed(["x"], max_length=42)
+    with pytest.raises(ValueError, match="pooling"):
+        bert.embed(["x"], pooling="sum")
+
+
+def test_batches_larger_than_batch_size_and_bucketed_compiles(bert):
+    texts = [" ".join(SENTENCES[i % 4].split()[: 1 + i % 7]) for i in range(11)]
+    big = bert.embed(texts, batch_size=64)
+    small = bert.embed(texts, batch_size=3)
+    assert big.shape == small.shape == (11, 30)
+    np.testing.assert_allclose(small, big, atol=1e-5)
+    singles = np.concatenate([bert.embed([t]) for t in texts])
+    np.testing.assert_allclose(singles, big, atol=1e-5)
+    # Every text fits the 16-token bucket: batches of 1..3 rows all use the shape [3, 16].
+    before = bert._pool._cache_size()
+    for n in range(1, 12):
+        for pooling in ("cls", "max"):
+            bert.embed(texts[:n], pooling=pooling, batch_size=3)
+    assert bert._pool._cache_size() == before  # all compiled above already
+
+
+def test_load_every_format(tmp_path, bert, hf_pretraining_dir, monkeypatch):
+    reference = bert.embed(TEXTS)
+    bert.save(str(tmp_path / "bj"))
+    again = pretrained.load(str(tmp_path / "bj"))
+    assert isinstance(again.model, type(bert.model)) and set(again.params) == {"bert", "mlm", "nsp"}
+    np.testing.assert_array_equal(again.embed(TEXTS), reference)
+
+    convert.to_huggingface(bert.config, {"bert": bert.params["bert"]}, bert.tokenizer,
+                           str(tmp_path / "hf_bare"))
+    bare = pretrained.load(str(tmp_path / "hf_bare"))
+    assert set(bare.params) == {"bert"} and type(bare.model).__name__ == "BertModel"
+    np.testing.assert_array_equal(bare.embed(TEXTS), reference)
+
+    scanned = ml_collections.ConfigDict(bert.config.to_dict())
+    scanned.scan_layers = True
+    fake = types.ModuleType("bertjax.checkpoint")
+    fake.restore_params = lambda workdir, step=None: (
+        scanned, bert.params, str(hf_pretraining_dir), {})
+    monkeypatch.setitem(sys.modules, "bertjax.checkpoint", fake)
+    import bertjax
+    monkeypatch.setattr(bertjax, "checkpoint", fake, raising=False)
+    (tmp_path / "workdir" / "checkpoints").mkdir(parents=True)
+    from_workdir = pretrained.load(str(tmp_path / "workdir"))
+    np.testing.assert_allclose(from_workdir.embed(TEXTS), reference, atol=1e-5)
+
+
+def test_load_google_checkpoint(tmp_path, tiny_tokenizer_dir):
+    from test_convert import _write_google_checkpoint
+    torch.manual_seed(7)
+    torch_model = randomize(transformers.BertForPreTraining(
+        transformers.BertConfig(hidden_act="gelu_new", **TINY_HF)), seed=8)
+    d = tmp_path / "cased_google"
+    d.mkdir()
+    _write_google_checkpoint(str(d), torch_model, {"hidden_act": "gelu", **TINY_HF})
+    (d / "vocab.txt").write_text((tiny_tokenizer_dir / "vocab.txt").read_text())
+    bert = pretrained.load(str(d), lowercase=True)  # override the name's "cased"
+    assert bert.config.hidden_act == "gelu_tanh"
+    ids = bert.tokenize(["the lazy fox"])[0]
+    with torch.no_grad():
+        ref = torch_model.bert(input_ids=torch.tensor([ids])).last_hidden_state[0, 0].numpy()
+    np.testing.assert_allclose(bert.embed(["the lazy fox"], pooling="cls", normalize=False)[0],
+                               ref, rtol=1e-4, atol=1e-5)
+
+
+def test_init_random_tiny_model_with_trained_tokenizer(tmp_path):
+    tok = tokenizer_lib.train_wordpiece(iter(SENTENCES), vocab_size=80, lowercase=True,
+                                        out_dir=str(tmp_path / "tok"))
+    cfg = config_lib.model(hidden_size=24, num_layers=2, num_heads=2, intermediate_size=29,
+                           max_position_embeddings=32, scan_layers=True)
+    bert = pretrained.init_random(cfg, tok, seed=0)
+    assert bert.config.vocab_size == tok.get_vocab_size()
+    assert "layer_1" in bert.params["bert"]["encoder"]  # canonical layout even when scanned
+    vectors = bert.embed(SENTENCES + [""])
+    assert vectors.shape == (5, 24) and np.all(np.isfinite(vectors))
+    bare = pretrained.init_random(cfg, tok, seed=0, heads=False)
+    assert set(bare.params) == {"bert"}
+    np.testing.assert_allclose(bare.embed(SENTENCES), vectors[:4], atol=1e-5)
+    with pytest.raises(convert.ConvertError, match="nowhere: no such file"):
+        pretrained.load(str(tmp_path / "nowhere"))
