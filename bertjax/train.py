@@ -236,9 +236,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     f" stopping without checkpointing it. Lower config.optimizer.learning_rate, "
                     f"check the data, or set config.skip_nonfinite=True.")
 
+        saved = {"step": step}
+
         def save(at_step: int, total) -> None:
+            if saved["step"] == at_step:  # e.g. SIGTERM right after a periodic checkpoint
+                return
             check_finite(total)
             checkpointer.save(at_step, state, train_iter)
+            saved["step"] = at_step
 
         summary = {"step": step, "preempted": False, "eval": {}, "train": {}}
         total, window_start, window_steps, compiled = None, None, 0, None
