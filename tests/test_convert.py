@@ -223,6 +223,12 @@ def test_google_checkpoint_matches_huggingface_gelu_new(tmp_path, tiny_tokenizer
     from bertjax.data.tokenizer import tokenizer_lowercase
     assert tokenizer_lowercase(tok) is True  # guessed from the directory name
     _assert_same(cfg, params, torch_model, TINY_HF["vocab_size"])
+    # pretrained.load reads it the same way, and the lowercase override wins over the name.
+    from bertjax import pretrained
+    bert = pretrained.load(str(google_dir), lowercase=False)
+    assert bert.config.to_dict() == cfg.to_dict() and set(bert.params) == set(params)
+    assert all(jax.tree.leaves(jax.tree.map(np.array_equal, bert.params, params)))
+    assert tokenizer_lowercase(bert.tokenizer) is False
     # A missing variable is named the way the checkpoint names it.
     (google_dir / "bert_config.json").write_text(json.dumps({**google_cfg,
                                                              "num_hidden_layers": 4}))
