@@ -336,3 +336,39 @@ def test_cli_huggingface_to_bertjax_to_huggingface(tmp_path, hf_pretraining_dir,
                                   b.seq_relationship_logits.numpy())
     # Errors: a message naming the path, exit status 2, no traceback.
     assert convert.main([str(tmp_path / "nowhere"), str(tmp_path / "out")]) == 2
+
+
+def test_bfloat16_safetensors_import_as_float32(tmp_path):
+    torch_model = transformers.BertModel(transformers.BertConfig(**TINY_HF)).to(torch.bfloat16)
+    torch_model.save_pretrained(str(tmp_path))
+    _, params, _ = convert.from_huggingface(str(tmp_path))
+    table = params["bert"]["embeddings"]["word_embeddings"]["embedding"]
+    assert table.dtype == np.float32
+    np.testing.assert_array_equal(
+        table, torch_model.embeddings.word_embeddings.weight.float().detach().numpy())
+
+
+def test_bad_bertjax_directories(tmp_path, imported):
+    cfg, params, tok = imported
+    bad = jax.tree.map(lambda x: x, params)
+    bad["nsp"] = {"kernel": np.zeros((30, 3), np.float32), "bias": np.zeros((2,), np.float32)}
+    with pytest.raises(convert.ConvertError, match=r"nsp\['kernel'\].*\(30, 3\)"):
+        convert.save_bertjax(cfg, bad, tok, str(tmp_path / "bad"))
+    d = tmp_path / "bj"
+    convert.save_bertjax(cfg, params, tok, str(d))
+    meta = json.loads((d / "bertjax.json").read_text())
+    meta["model"]["hidden_sise"] = 30
+    (d / "bertjax.json").write_text(json.dumps(meta))
+    with pytest.raises(convert.ConvertError, match=r"bertjax.json.*model.hidden_sise"):
+        convert.load_any(str(d))
+    del meta["model"]["hidden_sise"]
+    meta["model"]["num_heads"] = 7
+    (d / "bertjax.json").write_text(json.dumps(meta))
+    with pytest.raises(convert.ConvertError, match=r"bertjax.json.*num_heads"):
+        convert.load_any(str(d))
+    meta["model"]["num_heads"] = 3
+    (d / "bertjax.json").write_text(json.dumps(meta))
+    import shutil
+    shutil.rmtree(d / "params")
+    with pytest.raises(convert.ConvertError, match=r"params.*missing"):
+        convert.load_any(str(d))
