@@ -183,7 +183,11 @@ def _maybe_tokenizer(directory: str, lowercase: bool | None):
 def from_huggingface(directory: str, lowercase: bool | None = None) -> Loaded:
     """An HF BERT directory -> (model_cfg, canonical params, tokenizer or None)."""
     cfg_path = os.path.join(directory, "config.json")
-    cfg = _model_config(_read_json(cfg_path), cfg_path, HF_TO_OURS_ACT)
+    raw_cfg = _read_json(cfg_path)
+    if raw_cfg.get("model_type", "bert") != "bert":
+        raise ConvertError(f"{cfg_path}: field 'model_type'={raw_cfg['model_type']!r}: only "
+                           "'bert' checkpoints can be imported")
+    cfg = _model_config(raw_cfg, cfg_path, HF_TO_OURS_ACT)
     raw, where = _read_hf_weights(directory)
     tensors = {}
     for name, value in raw.items():

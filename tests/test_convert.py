@@ -285,6 +285,11 @@ def test_bad_inputs_raise_convert_error_naming_what(tmp_path, hf_pretraining_dir
     with pytest.raises(convert.ConvertError, match="config.json.*num_attention_heads"):
         convert.load_any(str(d))
 
+    cfg["num_attention_heads"], cfg["model_type"] = 3, "roberta"
+    (d / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(convert.ConvertError, match="config.json.*model_type.*roberta"):
+        convert.load_any(str(d))
+
     d = tmp_path / "mystery"
     d.mkdir()
     (d / "weights.npz").write_bytes(b"")
