@@ -24,6 +24,7 @@ from absl import app, flags
 from jax.experimental import multihost_utils
 from ml_collections import config_flags
 
+from bertjax import best as best_lib
 from bertjax import checkpoint as ckpt_lib
 from bertjax import flops as flops_lib
 from bertjax import metrics_log, optim, sharding, steps
@@ -134,6 +135,22 @@ def _load_init_from(path: str, task: tasks_base.Task, model_cfg, params: PyTree,
     return params
 
 
+def _host_global(tree: PyTree) -> PyTree:
+    """Global jax.Arrays or per-process numpy rows -> numpy of the whole global batch."""
+    if jax.process_count() == 1:
+        return jax.device_get(tree)
+    return multihost_utils.process_allgather(tree, tiled=True)
+
+
+def _predict_step(task, model, abstract_params, dummy, param_sh, batch_in, batch_sharding):
+    """task.predict_fn jitted like eval_step (outputs split along the batch), or None."""
+    def predict(params, batch):
+        return task.predict_fn(model, params, batch)
+    if jax.eval_shape(predict, abstract_params, dummy) is None:
+        return None
+    return jax.jit(predict, in_shardings=(param_sh, batch_in), out_shardings=batch_sharding)
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Trains config.num_train_steps updates (resuming from workdir), evaluates, returns a summary.
 
@@ -205,6 +222,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         eval_step = jax.jit(functools.partial(steps.eval_step, task=task, model=model),
                             in_shardings=(param_sh, batch_in), out_shardings=replicated)
         accumulate = jax.jit(steps.accumulate)
+        predict_step = _predict_step(task, model, abstract.params, dummy, param_sh, batch_in,
+                                     batch_sharding)
+        tracker = best_lib.BestTracker(config, workdir, data.tokenizer, {"task": config.task})
 
         step = int(jax.device_get(state.step))
         log = metrics_log.MetricsLog(workdir, config.num_train_steps, start_step=step,
@@ -217,14 +237,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         preemption = _Preemption(config.get("preemption_check_every_steps", 10))
 
         def evaluate() -> dict[str, float]:
-            total = None
+            total, predictions, used = None, [], []
             for i, batch in enumerate(data.eval_batches()):
                 if 0 <= config.num_eval_batches <= i:
                     break
-                total = accumulate(total, eval_step(state.params, _to_global(batch, batch_sharding)))
+                global_batch = _to_global(batch, batch_sharding)
+                total = accumulate(total, eval_step(state.params, global_batch))
+                if predict_step is not None:  # prediction-based metrics (F1, MCC, EM, ...)
+                    predictions.append(_host_global(predict_step(state.params, global_batch)))
+                    used.append(_host_global(batch))
             if total is None:
                 return {}
-            return task.finalize_metrics(steps.finalize(total))
+            results = task.finalize_metrics(steps.finalize(total))
+            if predictions:
+                results.update(task.evaluate_predictions(predictions, used))
+            return results
 
         def check_finite(total) -> None:
             if total is None:
@@ -286,6 +313,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                         f"{k}={v:.4g}" for k, v in sorted(results.items())))
                     summary["eval"] = results
                     window_start += time.perf_counter() - eval_start  # eval time is not training
+                    if tracker.update(step, results, lambda: state.params) and not last:
+                        if step % config.checkpoint_every_steps:  # not saved above already
+                            save(step, total)  # early stopping: the last state stays resumable
+                        summary["early_stopped"] = True
+                        break
                 if not last and preemption.agreed(step):
                     save(step, total)
                     checkpointer.wait()
@@ -298,6 +330,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             log.close()
             preemption.restore()
         summary["step"] = step
+        if tracker.enabled:
+            summary["best"] = tracker.summary()
         return summary
 
 

@@ -63,6 +63,10 @@ def run_config(size: str = "base"):
     c.optimizer.learning_rate = 2e-5  # Peak lr: BERT's fine-tuning grid is {5e-5, 3e-5, 2e-5}.
     c.optimizer.warmup_steps = 300  # 10% of num_train_steps.
     c.model.dropout_rate = 0.1  # Encoder dropout while fine-tuning.
+    c.eval_metric = ""  # Dev metric that picks W/best/ (e.g. accuracy, matthews, f1); "" = none.
+    c.eval_metric_mode = "max"  # max | min: which way eval_metric improves.
+    c.early_stopping_patience = 0  # Stop after this many evaluations without improvement; 0 = off.
+    c.seeds = ""  # bertjax.seeds: comma-separated seeds, one run each, median reported.
     return c
 
 

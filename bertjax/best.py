@@ -1,0 +1,132 @@
+"""Best-checkpoint selection and early stopping on one dev metric (used by bertjax/train.py).
+
+    config.eval_metric = "matthews"      # a logged eval metric, with or without "eval/"
+    config.eval_metric_mode = "max"      # max | min
+    config.early_stopping_patience = 3   # evaluations without improvement before stopping; 0 = off
+
+Each time the metric improves, the params are written to W/best/ (a bertjax model directory,
+`convert.save_bertjax`: loadable by `pretrained.load`, `predict` and `config.init_from`) and
+W/best.json records {"step", "metric", "value", "mode"}. A resumed run reads W/best.json back, so
+the best-so-far and the patience count survive restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import ml_collections
+from jax.experimental import multihost_utils
+
+from bertjax.model import ConfigError
+
+BEST_DIR = "best"
+BEST_FILE = "best.json"
+MODES = ("max", "min")
+
+
+def read_best(workdir: str) -> dict | None:
+    path = os.path.join(workdir, BEST_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    mode = config.get("eval_metric_mode", "max")
+    if mode not in MODES:
+        raise ConfigError(f"config.eval_metric_mode={mode!r} is not one of {MODES}")
+    if config.get("early_stopping_patience", 0) < 0:
+        raise ConfigError("config.early_stopping_patience must be >= 0, got "
+                          f"{config.early_stopping_patience!r}")
+    if config.get("early_stopping_patience", 0) > 0 and not config.get("eval_metric", ""):
+        raise ConfigError("config.early_stopping_patience > 0 needs config.eval_metric")
+
+
+def _host_params(params) -> dict:
+    if jax.process_count() == 1:
+        return jax.device_get(params)
+    return multihost_utils.process_allgather(params, tiled=True)
+
+
+class BestTracker:
+    """Follows config.eval_metric over evaluations; keeps the best params in W/best/."""
+
+    def __init__(self, config: ml_collections.ConfigDict, workdir: str,
+                 tokenizer: Any = None, extra: dict | None = None):
+        validate(config)
+        metric = config.get("eval_metric", "") or ""
+        self.metric = metric if not metric or metric.startswith("eval/") else "eval/" + metric
+        self.mode = config.get("eval_metric_mode", "max")
+        self.patience = int(config.get("early_stopping_patience", 0))
+        self.model_cfg, self.workdir = config.model, workdir
+        self.tokenizer, self.extra = tokenizer, dict(extra or {})
+        self.best = read_best(workdir) if self.metric else None
+        if self.best is not None and self.best.get("metric") != self.metric:
+            self.best = None  # another metric was followed before: start over
+        self.bad_evals = int(self.best.get("evaluations_since", 0)) if self.best else 0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.metric)
+
+    def _better(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.best is None:
+            return True
+        old = float(self.best["value"])
+        return value > old if self.mode == "max" else value < old
+
+    def update(self, step: int, results: dict[str, float],
+               params_fn: Callable[[], Any]) -> bool:
+        """After an evaluation: saves W/best/ if improved; returns True when training should stop.
+
+        params_fn: -> the current params (called only on an improvement).
+        """
+        if not self.enabled:
+            return False
+        if self.metric not in results:
+            raise ConfigError(f"config.eval_metric={self.metric[len('eval/'):]!r} is not among "
+                              f"the eval metrics {sorted(k[len('eval/'):] for k in results)}")
+        value = float(results[self.metric])
+        if self._better(value):
+            self.bad_evals = 0
+            self.best = {"step": int(step), "metric": self.metric, "value": value,
+                         "mode": self.mode}
+            params = _host_params(params_fn())
+            if jax.process_index() == 0:
+                from bertjax import convert  # pylint: disable=import-outside-toplevel
+                # No logical-axis rules: save_bertjax traces the model to check shapes, and the
+                # trainer's mesh constraints do not apply to host arrays.
+                with nn.logical_axis_rules(()):
+                    convert.save_bertjax(self.model_cfg, params, self.tokenizer,
+                                         os.path.join(self.workdir, BEST_DIR),
+                                         extra={**self.extra, "best": self.best})
+        else:
+            self.bad_evals += 1
+        self._write()
+        if self.patience and self.bad_evals >= self.patience:
+            logging.info("early stopping at step %d: %s has not improved on %.4g (step %d) for "
+                         "%d evaluations", step, self.metric, self.best["value"],
+                         self.best["step"], self.bad_evals)
+            return True
+        return False
+
+    def _write(self) -> None:
+        if jax.process_index() != 0 or self.best is None:
+            return
+        path = os.path.join(self.workdir, BEST_FILE)
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            json.dump({**self.best, "evaluations_since": self.bad_evals}, f, indent=1)
+        os.replace(path + ".tmp", path)
+
+    def summary(self) -> dict | None:
+        return None if self.best is None else {k: self.best[k] for k in ("step", "metric",
+                                                                         "value")}
