@@ -1,0 +1,166 @@
+"""Predictions of a fine-tuned run on a file: `python -m bertjax.predict`.
+
+    python -m bertjax.predict --checkpoint runs/classify --input test.csv --output preds.jsonl
+
+--checkpoint is a fine-tuning workdir: W/config.json gives the task and its options, W/labels.json
+the label names, W/tokenizer/ the tokenizer; the params are W/best/ when the run kept a best
+checkpoint (config.eval_metric), else the latest step in W/checkpoints (--use latest forces it).
+The input is read like the run's training data (.csv / .tsv / .jsonl, SQuAD .json); the label
+column may be absent. Bad rows stop with file:line (--on_bad_row=skip skips them with a warning).
+One JSON line per input row (per question for QA):
+
+  classification  {"label": name, "probabilities": {name: p}}
+  regression      {"value": v}
+  multi-label     {"labels": [names], "probabilities": {name: p}}
+  tagging         {"words": [...], "labels": [...]}
+  span QA         {"id": ..., "answer": text, "score": s, "start": c, "end": c}  (char offsets)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from typing import Any, Iterable
+
+import jax
+import ml_collections
+import numpy as np
+
+from bertjax import best as best_lib
+from bertjax import checkpoint as ckpt_lib
+from bertjax import model as model_lib
+from bertjax.data import tokenizer as tokenizer_lib
+from bertjax.tasks import base, finetune_data, readers
+
+
+@dataclasses.dataclass
+class Run:
+    """A fine-tuned run ready to predict: its config, task (labels set), model, params, tokenizer."""
+    config: ml_collections.ConfigDict
+    task: base.Task
+    model: Any
+    params: dict  # in the layout config.model wants
+    tokenizer: Any
+    source: str  # where the params came from
+
+    def __post_init__(self):
+        self._predict = jax.jit(lambda p, b: self.task.predict_fn(self.model, p, b))
+
+    def predict_batches(self, batches: Iterable[dict]) -> list[dict[str, np.ndarray]]:
+        """task.predict_fn over padded batches -> host numpy outputs per batch."""
+        keys = ("input_ids", "token_type_ids", "attention_mask")
+        return [jax.device_get(self._predict(self.params, {k: b[k] for k in keys if k in b}))
+                for b in batches]
+
+
+def load_run(workdir: str, use: str = "auto") -> Run:
+    """use: "auto" (W/best/ if present, else the latest checkpoint) | "best" | "latest"."""
+    workdir = os.path.abspath(workdir)
+    path = ckpt_lib.config_path(workdir)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: --checkpoint must be a fine-tuning workdir")
+    with open(path, encoding="utf-8") as f:
+        config = ml_collections.ConfigDict(json.load(f))
+    task = base.get_task(config.task)(config)
+    labels = finetune_data.read_labels(workdir)
+    if labels is not None and hasattr(task, "set_labels"):
+        task.set_labels(labels)
+    best_dir = os.path.join(workdir, best_lib.BEST_DIR)
+    if use not in ("auto", "best", "latest"):
+        raise ValueError(f"use must be auto, best or latest, got {use!r}")
+    if use == "best" or (use == "auto" and os.path.exists(os.path.join(best_dir, "bertjax.json"))):
+        from bertjax import convert  # pylint: disable=import-outside-toplevel
+        model_cfg, params, _ = convert.load_bertjax(best_dir)
+        source = best_dir
+    else:
+        model_cfg, params, _, extra = ckpt_lib.restore_params(workdir)
+        source = f"{workdir}/checkpoints step {extra['step']}"
+    model_cfg = ml_collections.ConfigDict(model_cfg.to_dict())
+    model_cfg.scan_layers = bool(config.model.get("scan_layers", False))
+    config.model = model_cfg
+    tok = tokenizer_lib.load_tokenizer(ckpt_lib.tokenizer_dir(workdir),
+                                       config.data.get("lowercase"))
+    model = task.build_model(model_cfg)
+    params = jax.tree.map(np.asarray, model_lib.layout_params(params, model_cfg))
+    return Run(config, task, model, params, tok, source)
+
+
+def _classification_rows(run: Run, outputs, n: int) -> list[dict]:
+    logits = np.concatenate([o["logits"] for o in outputs])[:n].astype(np.float64)
+    kind, opts = run.task.kind, run.config.classification
+    if kind == "regression":
+        return [{"value": float(v)} for v in logits[:, 0]]
+    names = run.task.labels.names
+    if kind == "multilabel":
+        probs = 1.0 / (1.0 + np.exp(-logits))
+        return [{"labels": [names[j] for j in np.flatnonzero(p > opts.multilabel_threshold)],
+                 "probabilities": dict(zip(names, map(float, p)))} for p in probs]
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    probs /= probs.sum(-1, keepdims=True)
+    return [{"label": names[int(np.argmax(p))], "probabilities": dict(zip(names, map(float, p)))}
+            for p in probs]
+
+
+def predict_file(run: Run, input_path: str, *, batch_size: int = 32,
+                 on_bad_row: str = "error") -> list[dict]:
+    """One dict per usable input row (see the module docstring for the fields)."""
+    config = run.config
+    config.data.update(test=input_path, tfds_name="", on_bad_row=on_bad_row)
+    examples = run.task.read_examples("test", with_labels=False)
+    if not examples:
+        return []
+    if config.task == "span_qa":
+        windows = run.task.encode(run.tokenizer, examples)
+        outputs = run.predict_batches(finetune_data.pad_batches(windows.arrays, batch_size))
+        n = len(windows.arrays["input_ids"])
+        starts = np.concatenate([o["start_logits"] for o in outputs])[:n]
+        ends = np.concatenate([o["end_logits"] for o in outputs])[:n]
+        answers = run.task.decode(examples, windows, starts, ends)
+        return [{"id": e.uid, "answer": a.text, "score": float(a.score), "start": a.start_char,
+                 "end": a.end_char} for e, a in zip(examples, answers)]
+    arrays = run.task.encode(run.tokenizer, examples)
+    batches = finetune_data.pad_batches(arrays, batch_size)
+    outputs = run.predict_batches(batches)
+    if config.task == "classification":
+        return _classification_rows(run, outputs, len(examples))
+    if config.task == "tagging":
+        rows = []
+        for e, i in zip(examples, range(len(examples))):
+            b, o, r = batches[i // batch_size], outputs[i // batch_size], i % batch_size
+            labels = run.task.word_labels(np.asarray(o["pred"][r]), b["word_index"][r],
+                                          int(b["num_words"][r]))
+            rows.append({"words": list(e.text), "labels": labels})
+        return rows
+    raise ValueError(f"bertjax.predict does not know how to write predictions of task "
+                     f"{config.task!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse  # pylint: disable=import-outside-toplevel
+    parser = argparse.ArgumentParser(prog="python -m bertjax.predict", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="fine-tuning workdir W")
+    parser.add_argument("--input", required=True, help=".csv / .tsv / .jsonl / SQuAD .json")
+    parser.add_argument("--output", required=True, help="predictions, one JSON per line")
+    parser.add_argument("--use", default="auto", choices=("auto", "best", "latest"))
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--on_bad_row", default="error", choices=("error", "skip"))
+    args = parser.parse_args(argv)
+    run = load_run(args.checkpoint, args.use)
+    try:
+        rows = predict_file(run, args.input, batch_size=args.batch_size,
+                            on_bad_row=args.on_bad_row)
+    except readers.DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    with open(args.output, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    print(f"{len(rows)} predictions from {run.source} -> {args.output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

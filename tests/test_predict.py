@@ -1,0 +1,111 @@
+"""bertjax.predict on workdirs whose W/best/ holds known params (no training: fast)."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from bertjax import checkpoint as ckpt_lib
+from bertjax import convert, predict
+from bertjax import model as model_lib
+from bertjax.data import tokenizer as tokenizer_lib
+from bertjax.tasks import base, finetune_data, readers
+from configs import classify as classify_config
+from configs import squad as squad_config
+from configs import tagging as tagging_config
+from test_finetune_classify import synthetic, tiny_model, write_csv, write_vocab
+from test_finetune_squad import CONTEXT, squad_file
+from test_finetune_tagging import sentences, write_jsonl
+
+
+def make_workdir(tmp_path, cfg, labels=None, head_bias=None):
+    """A fine-tuning workdir with config.json, tokenizer, labels.json and random W/best/ params.
+
+    head_bias: (head key, label id): that label's bias set to +20 so it always wins.
+    """
+    workdir = str(tmp_path / "run")
+    task = base.get_task(cfg.task)(cfg)
+    if labels is not None:
+        task.set_labels(labels)
+        finetune_data.write_labels(workdir, cfg.task, labels)
+    ckpt_lib.write_run_files(workdir, cfg, cfg.data.tokenizer)
+    model = task.build_model(cfg.model)
+    shapes = jax.eval_shape(lambda k: model_lib.unbox(task.init_params(
+        model, k, task.dummy_batch(1, cfg.data.max_seq_length))), jax.random.key(0))
+    rng = np.random.default_rng(0)
+    params = jax.tree.map(lambda x: (0.05 * rng.standard_normal(x.shape)).astype(np.float32),
+                          shapes)
+    if head_bias is not None:
+        key, label = head_bias
+        params[key]["bias"][label] = 20.0
+    tok = tokenizer_lib.load_tokenizer(cfg.data.tokenizer)
+    convert.save_bertjax(cfg.model, params, tok, os.path.join(workdir, "best"))
+    return workdir
+
+
+def test_classification_predictions_and_cli(tmp_path):
+    cfg = classify_config.get_config("single")
+    tiny_model(cfg)
+    cfg.data.tokenizer = write_vocab(tmp_path)
+    cfg.data.max_seq_length = 12
+    workdir = make_workdir(tmp_path, cfg, ["neg", "pos"], ("classifier", 1))
+    rows = synthetic(5, 3)
+    src = tmp_path / "test.csv"
+    src.write_text("text\n" + "".join(f"{t}\n" for t, _ in rows))  # no label column
+    out = tmp_path / "preds.jsonl"
+    assert predict.main(["--checkpoint", workdir, "--input", str(src), "--output", str(out),
+                         "--batch_size", "4"]) == 0
+    preds = [json.loads(l) for l in out.read_text().splitlines()]
+    assert len(preds) == 5
+    for p in preds:
+        assert p["label"] == "pos"
+        assert set(p["probabilities"]) == {"neg", "pos"}
+        assert sum(p["probabilities"].values()) == pytest.approx(1.0)
+        assert p["probabilities"]["pos"] > 0.99
+
+    # A bad row stops with file:line; the CLI says so and exits 1.
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "the cat sat"}\n{"txt": "the dog"}\n')
+    run = predict.load_run(workdir)
+    assert run.source.endswith("best")
+    with pytest.raises(readers.DataError, match=r"bad.jsonl:2: missing field 'text'"):
+        predict.predict_file(run, str(bad))
+    assert predict.main(["--checkpoint", workdir, "--input", str(bad), "--output",
+                         str(tmp_path / "x.jsonl")]) == 1
+
+
+def test_tagging_predictions_per_word(tmp_path):
+    cfg = tagging_config.get_config()
+    tiny_model(cfg)
+    cfg.data.tokenizer = write_vocab(tmp_path)
+    cfg.data.max_seq_length = 12
+    workdir = make_workdir(tmp_path, cfg, ["B-ANI", "O"], ("classifier", 0))
+    rows = [{"tokens": r["tokens"]} for r in sentences(3, 5)]
+    rows.append({"tokens": ["the", "cats", "sat"] * 5})  # longer than max_seq_length
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
+    run = predict.load_run(workdir)
+    preds = predict.predict_file(run, src, batch_size=2)
+    assert [p["words"] for p in preds] == [r["tokens"] for r in rows]
+    for p in preds[:3]:
+        assert p["labels"] == ["B-ANI"] * len(p["words"])
+    # Words cut off by max_seq_length get the outside label.
+    assert preds[3]["labels"][-1] == "O" and preds[3]["labels"][0] == "B-ANI"
+
+
+def test_span_qa_answers_are_context_spans(tmp_path):
+    cfg = squad_config.get_config("v1")
+    tiny_model(cfg)
+    cfg.data.tfds_name = ""
+    cfg.data.tokenizer = write_vocab(tmp_path)
+    cfg.data.max_seq_length = 16
+    cfg.squad.update(doc_stride=4, max_query_length=5)
+    workdir = make_workdir(tmp_path, cfg)
+    src = squad_file(tmp_path / "q.json", 4)
+    preds = predict.predict_file(predict.load_run(workdir), src, batch_size=8)
+    assert [p["id"] for p in preds] == ["q0", "q1", "q2", "q3"]
+    for p in preds:
+        assert 0 <= p["start"] < p["end"] <= len(CONTEXT)
+        assert p["answer"] == CONTEXT[p["start"]: p["end"]] and p["answer"]
+        assert np.isfinite(p["score"])
