@@ -84,6 +84,7 @@ LOGICAL_AXIS_RULES = (
     ("kv", None),  # Per-head dim: replicated.
     ("layers", None),  # Stacked-layer axis under scan_layers: replicated.
     ("length", None),  # Sequence axis of activations: replicated.
+    ("act_embed", None),  # Hidden dim of activations: whole on each device (weights use "embed").
 )
 
 

@@ -3,8 +3,9 @@
 Shapes use: B batch, S sequence, D hidden, N heads, H head dim, F feed-forward width,
 V vocabulary, P masked positions per sequence, L layers.
 
-Every parameter is created with logical axis names (see `sharding.py` for the rule table):
-  vocab, embed, mlp, heads, kv, layers (the stacked axis under scan), and None for tiny axes.
+Every parameter is created with logical axis names (the rule table is in `config.py`):
+  vocab, embed, embed_out, mlp, heads, kv, layers (the stacked axis under scan), None for tiny
+  axes; activations use batch, length, act_embed, mlp, heads, kv.
 
 The parameter tree (unscanned) is
 
@@ -157,6 +158,8 @@ class Embeddings(nn.Module):
         else:
             table = jnp.asarray(sinusoidal_positions(cfg.max_position_embeddings, cfg.hidden_size))
             x = x + table[position_ids]
+        # The lookup inherits the table's sharding (embed over fsdp); re-lay it out by batch.
+        x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
         x = self.layer_norm(x)
         x = self.dropout(x, deterministic=deterministic)
         return x.astype(DTYPES[cfg.dtype])
@@ -234,7 +237,7 @@ class EncoderLayer(nn.Module):
         x = x + drop(y, deterministic=deterministic)
         if not cfg.pre_layer_norm:
             x = output_norm(x).astype(dtype)
-        return nn.with_logical_constraint(x, ("batch", "length", "embed"))
+        return nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
 
 
 class _ScanBody(nn.Module):
