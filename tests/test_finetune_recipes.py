@@ -140,3 +140,30 @@ def test_freezing_more_layers_than_the_model_has_is_an_error():
     params = tiny_params(False)
     with pytest.raises(ConfigError, match="freeze_layers=5 exceeds the model's 3 layers"):
         optim.update_scales(params, opt_cfg(freeze_layers=5))
+
+
+def test_seeds_driver_runs_each_seed_and_reports_the_median(tmp_path, monkeypatch):
+    """bertjax.seeds: one workdir and config.seed per seed, the best metric's median in seeds.json
+    (train_and_evaluate replaced by a stub: the trainer is tested elsewhere)."""
+    import json
+    from bertjax import seeds, train
+    from configs import classify as classify_config
+
+    calls = []
+
+    def fake_train(cfg, workdir):
+        calls.append((cfg.seed, workdir))
+        value = {1: 0.5, 2: 0.9, 3: 0.7}[cfg.seed]
+        return {"eval": {"eval/matthews": value - 0.1},
+                "best": {"step": 4, "metric": "eval/matthews", "value": value}}
+    monkeypatch.setattr(train, "train_and_evaluate", fake_train)
+    cfg = classify_config.get_config("single")
+    cfg.eval_metric = "matthews"
+    result = seeds.run_seeds(cfg, str(tmp_path), seeds.parse_seeds("1,2,3"))
+    assert calls == [(s, str(tmp_path / f"seed_{s}")) for s in (1, 2, 3)]
+    assert result["median"] == pytest.approx(0.7)
+    saved = json.loads((tmp_path / "seeds.json").read_text())
+    assert saved["values"] == {"1": 0.5, "2": 0.9, "3": 0.7} and saved["metric"] == "eval/matthews"
+    assert "median 0.7000" in seeds.format_result(result)
+    with pytest.raises(ConfigError, match="distinct"):
+        seeds.parse_seeds("1,1")
