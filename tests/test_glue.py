@@ -83,8 +83,8 @@ def test_glue_driver_end_to_end_on_mock_data(tmp_path, capsys):
     init = tmp_path / "bert"
     save_random_bert(init, vocab, tiny_model_cfg())
     workdir = tmp_path / "glue"
-    overrides = ["--config.batch_size=4", "--config.num_train_steps=2",
-                 "--config.eval_every_steps=1", "--config.checkpoint_every_steps=2",
+    overrides = ["--config.batch_size=4", "--config.num_train_steps=1",
+                 "--config.eval_every_steps=1", "--config.checkpoint_every_steps=1",
                  "--config.log_every_steps=1", "--config.data.max_seq_length=16",
                  "--config.progress_bar=false", "--config.optimizer.learning_rate=1e-3"]
     with tfds.testing.mock_data(num_examples=8):
@@ -98,7 +98,7 @@ def test_glue_driver_end_to_end_on_mock_data(tmp_path, capsys):
     assert 0 <= results["mnli"]["validation_mismatched/accuracy"] <= 1
     # Scores are those of the best dev checkpoint, which W/<task>/best.json names.
     best = json.loads((workdir / "stsb" / "best.json").read_text())
-    assert best["metric"] == "eval/pearson" and best["step"] in (1, 2)
+    assert best["metric"] == "eval/pearson" and best["step"] == 1
     assert results["stsb"]["pearson"] == pytest.approx(best["value"])
     csv = (workdir / "glue.csv").read_text().splitlines()
     assert csv[0] == "STS-B,MNLI-m,MNLI-mm,Score" and len(csv[1].split(",")) == 4
