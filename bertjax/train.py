@@ -103,7 +103,9 @@ def _to_global(batch: dict, batch_sharding) -> dict:
 def _load_init_from(path: str, task: tasks_base.Task, model_cfg, params: PyTree,
                     shardings: PyTree) -> PyTree:
     """Replaces task.pretrained_keys subtrees of `params` with those of a pretrained model."""
-    if os.path.exists(ckpt_lib.config_path(path)):
+    # A training workdir has config.json *and* checkpoints/ (an HF model dir has config.json only).
+    if os.path.isdir(os.path.join(path, "checkpoints")) and os.path.exists(
+            ckpt_lib.config_path(path)):
         src_cfg, src_params, _, _ = ckpt_lib.restore_params(path)
     else:
         from bertjax import convert  # the interop helper's module
