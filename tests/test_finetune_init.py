@@ -1,0 +1,91 @@
+"""Fine-tuning from a real checkpoint (a random transformers BertForPreTraining saved to disk)."""
+
+import numpy as np
+import pytest
+
+from bertjax import checkpoint as ckpt_lib
+from bertjax import convert, predict, train
+from bertjax.tasks import heads
+from conftest import TINY_HF
+from configs import classify as classify_config
+
+TEXTS = ["the quick brown fox", "a lazy dog sleeps", "birds sing and rivers flow",
+         "the warm afternoon sun"]
+
+
+def hf_model_fields():
+    return dict(vocab_size=TINY_HF["vocab_size"], hidden_size=TINY_HF["hidden_size"],
+                num_heads=TINY_HF["num_attention_heads"],
+                intermediate_size=TINY_HF["intermediate_size"],
+                num_layers=TINY_HF["num_hidden_layers"],
+                max_position_embeddings=TINY_HF["max_position_embeddings"])
+
+
+def make_config(tmp_path, init_from, **model):
+    cfg = classify_config.get_config("single")
+    cfg.model.update(hf_model_fields())
+    cfg.model.update(model)
+    cfg.init_from = str(init_from)
+    rows = [(TEXTS[i % 4], "yes" if i % 2 else "no") for i in range(16)]
+    for split in ("train", "dev"):
+        path = tmp_path / f"{split}.csv"
+        path.write_text("text,label\n" + "".join(f"{t},{l}\n" for t, l in rows))
+    cfg.data.update(train=str(tmp_path / "train.csv"), validation=str(tmp_path / "dev.csv"),
+                    max_seq_length=12)
+    cfg.update(batch_size=8, num_train_steps=1, log_every_steps=1, eval_every_steps=1,
+               checkpoint_every_steps=1, progress_bar=False)
+    cfg.optimizer.update(warmup_steps=0, learning_rate=1e-2)
+    return cfg
+
+
+def flat(tree, prefix=""):
+    out = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(flat(v, f"{prefix}{k}/"))
+        else:
+            out[prefix + k] = np.asarray(v)
+    return out
+
+
+def test_encoder_starts_from_the_checkpoint(tmp_path, hf_pretraining_dir):
+    """One update with the embeddings and all layers frozen: the encoder is still the source's,
+    bit for bit, while the fresh head and the pooler moved."""
+    cfg = make_config(tmp_path, hf_pretraining_dir)
+    cfg.optimizer.update(freeze_embeddings=True, freeze_layers=TINY_HF["num_hidden_layers"])
+    workdir = str(tmp_path / "run")
+    summary = train.train_and_evaluate(cfg, workdir)
+    assert summary["step"] == 1 and "eval/accuracy" in summary["eval"]
+    _, source, _ = convert.load_any(str(hf_pretraining_dir))
+    _, tuned, _, _ = ckpt_lib.restore_params(workdir)
+    src, got = flat(source["bert"]), flat(tuned["bert"])
+    frozen = [k for k in src if k.startswith(("embeddings/", "encoder/"))]
+    assert len(frozen) > 10
+    for k in frozen:
+        np.testing.assert_array_equal(got[k], src[k], err_msg=k)
+    assert not np.array_equal(got["pooler/kernel"], src["pooler/kernel"])
+    assert set(tuned) == {"bert", "classifier"}
+
+    # The same workdir predicts (params from the latest checkpoint: no W/best here).
+    test = tmp_path / "test.csv"
+    test.write_text("text\n" + "".join(f"{t}\n" for t in TEXTS))
+    run = predict.load_run(workdir)
+    assert "checkpoints step 1" in run.source
+    preds = predict.predict_file(run, str(test))
+    assert len(preds) == 4 and all(p["label"] in ("no", "yes") for p in preds)
+
+
+def test_mismatched_checkpoint_is_an_error_naming_the_field(tmp_path, hf_pretraining_dir):
+    cfg = make_config(tmp_path, hf_pretraining_dir, hidden_size=33, num_heads=3)
+    with pytest.raises(ckpt_lib.CheckpointMismatchError, match=r"model.hidden_size: .* has 30"):
+        train.train_and_evaluate(cfg, str(tmp_path / "run"))
+
+
+def test_transfer_encoder_names_the_mismatched_parameter(hf_pretraining_dir):
+    _, source, _ = convert.load_any(str(hf_pretraining_dir))
+    fresh = {"bert": {k: v for k, v in source["bert"].items()}, "classifier": {}}
+    fresh["bert"] = dict(fresh["bert"])
+    fresh["bert"]["pooler"] = {"kernel": np.zeros((30, 31), np.float32),
+                               "bias": source["bert"]["pooler"]["bias"]}
+    with pytest.raises(heads.EncoderMismatchError, match=r"bert/pooler/kernel has shape \(30, 30\) in the checkpoint"):
+        heads.transfer_encoder(fresh, source)
