@@ -109,3 +109,29 @@ def test_span_qa_answers_are_context_spans(tmp_path):
         assert 0 <= p["start"] < p["end"] <= len(CONTEXT)
         assert p["answer"] == CONTEXT[p["start"]: p["end"]] and p["answer"]
         assert np.isfinite(p["score"])
+
+
+def test_trainer_logs_prediction_metrics_keeps_best_and_stops_early(tmp_path):
+    """eval/matthews and eval/f1 (predict_fn + evaluate_predictions) reach metrics.jsonl; with a
+    learning rate too small to change anything, matthews never improves after the first
+    evaluation: patience 1 stops at step 2 and W/best/ holds step 1, which predict then uses."""
+    from bertjax import train
+    from test_finetune_classify import make_config
+    cfg = make_config(tmp_path, steps=5)
+    cfg.update(eval_every_steps=1, checkpoint_every_steps=5, eval_metric="matthews",
+               early_stopping_patience=1)
+    cfg.optimizer.learning_rate = 1e-12
+    workdir = str(tmp_path / "run")
+    summary = train.train_and_evaluate(cfg, workdir)
+    assert summary["early_stopped"] and summary["step"] == 2
+    assert summary["best"] == {"step": 1, "metric": "eval/matthews",
+                               "value": pytest.approx(summary["eval"]["eval/matthews"])}
+    lines = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
+    evals = [l for l in lines if "eval/matthews" in l]
+    assert [l["step"] for l in evals] == [1, 2] and all("eval/f1" in l for l in evals)
+    best = json.loads(open(os.path.join(workdir, "best.json")).read())
+    assert best["step"] == 1 and best["evaluations_since"] == 1
+    run = predict.load_run(workdir)
+    assert run.source.endswith("best")
+    # The early-stopped run resumes from its last checkpoint (step 2).
+    assert ckpt_lib.restore_params(workdir)[3]["step"] == 2
