@@ -157,7 +157,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     """Trains config.num_train_steps updates (resuming from workdir), evaluates, returns a summary.
 
     Returns {"step", "preempted": bool, "eval": final eval metrics, "train": last logged train
-    metrics}.
+    metrics}, plus "best": {"step", "metric", "value"} when config.eval_metric is set (params in
+    W/best/, see bertjax/best.py) and "early_stopped": True when patience ran out.
     """
     workdir = os.path.abspath(workdir)
     mesh_shape = validate(config, jax.device_count(), jax.process_count())
