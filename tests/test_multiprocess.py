@@ -1,0 +1,61 @@
+"""Two local processes (jax.distributed.initialize on 127.0.0.1, one CPU device each) train the
+tiny config to the same result as one process."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+
+import _tiny
+from bertjax import checkpoint as ckpt_lib
+from bertjax import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOP = dict(num_train_steps=4, eval_every_steps=0, checkpoint_every_steps=4)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _losses(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(l)["train/loss"] for l in f if "train/loss" in l]
+
+
+def test_two_processes_match_one(tmp_path):
+    corpus = _tiny.write_corpus(str(tmp_path / "corpus"))
+    cache = str(tmp_path / "cache")
+    config = _tiny.tiny_config(corpus, cache, **TOP)
+    config.optimizer.eps = 1e-3  # see test_sharding.py
+    one = str(tmp_path / "one")
+    train.train_and_evaluate(config, one)
+
+    two = str(tmp_path / "two")
+    port = _free_port()
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "bertjax.train", "--config", "configs/bert_tiny.py:smoke",
+         "--workdir", two, "--config.progress_bar=False", "--config.optimizer.eps=1e-3",
+         f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2", f"--process_id={i}"]
+        + _tiny.cli_overrides(corpus, cache, **TOP),
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for i in range(2)]
+    for p in procs:
+        out, err = p.communicate(timeout=400)
+        assert p.returncode == 0, err[-3000:]
+
+    np.testing.assert_allclose(_losses(two)[0], _losses(one)[0], rtol=1e-5)
+    np.testing.assert_allclose(_losses(two), _losses(one), rtol=2e-3)
+    _, params_one, _, _ = ckpt_lib.restore_params(one)
+    _, params_two, _, extra = ckpt_lib.restore_params(two)
+    assert extra["step"] == 4
+    for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(params_one),
+                            jax.tree.leaves(params_two)):
+        np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-4, err_msg=jax.tree_util.keystr(path))
