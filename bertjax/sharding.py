@@ -17,6 +17,7 @@ import flax.linen as nn
 import jax
 import ml_collections
 import numpy as np
+from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from bertjax.model import ConfigError
@@ -53,8 +54,8 @@ def make_mesh(mesh_cfg: ml_collections.ConfigDict,
     devices = list(jax.devices() if devices is None else devices)
     shape = mesh_shape(mesh_cfg, len(devices))
     try:
-        grid = jax.experimental.mesh_utils.create_device_mesh(shape, devices)
-    except Exception:  # unusual topologies: plain process-major order
+        grid = mesh_utils.create_device_mesh(shape, devices)
+    except (ValueError, NotImplementedError, AssertionError):  # unusual topology: device order
         grid = np.asarray(devices).reshape(shape)
     return Mesh(grid, AXES)
 
