@@ -358,10 +358,18 @@ def initialize_distributed() -> None:
         jax.distributed.initialize()
 
 
+class _QuietOrbax(logging.Filter):
+    """Orbax logs every save step at INFO; keep its warnings, drop the chatter."""
+
+    def filter(self, record):
+        return record.levelno >= logging.WARNING or "orbax" not in record.pathname
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     logging.getLogger().setLevel(logging.INFO)
+    logging.getLogger("absl").addFilter(_QuietOrbax())
     initialize_distributed()
     summary = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     if summary["preempted"]:

@@ -4,8 +4,12 @@ This is the README's quick start:
 
   python -m bertjax.train --config configs/bert_tiny.py --workdir runs/bert_tiny
 
-Expected runtime: MEASURED_RUNTIME
-Expected result: MEASURED_RESULT
+Expected runtime: 4 min 50 s wall (3 min 45 s user CPU) measured on a 2-core x86 VM that was shared
+  with other jobs (load average ~4), including WordPiece training, data preparation and
+  compilation; less on an idle machine. ~2 steps/s, ~6k tokens/s.
+Expected result: train loss 8.46 (mean of steps 1-50) falling to 6.41 (steps 351-400); the final
+  evaluation printed at step 400 gave eval/mlm_loss 5.75 (perplexity 313), eval/mlm_accuracy 0.11,
+  eval/nsp_accuracy 0.73, eval/nsp_loss 0.53 (seed 0).
 
 Variants (`--config configs/bert_tiny.py:VARIANT`):
   smoke  a few steps at seq 32 with a 512-token vocab: checks a setup end to end in under a minute.
@@ -26,12 +30,12 @@ def get_config(arg: str | None = None):
     c.data.max_predictions_per_seq = 20  # P: 15% of 128 tokens
     c.data.num_eval_examples = 256  # held-out examples per evaluation (8 batches of 32)
     c.batch_size = 32  # global batch
-    c.num_train_steps = 600  # ~2 passes over the corpus' examples
+    c.num_train_steps = 400  # ~1.8 passes over the corpus' ~7k examples
     c.log_every_steps = 50  # one metrics.jsonl line every 50 steps
     c.eval_every_steps = 200  # plus the final evaluation
     c.checkpoint_every_steps = 200  # and at the end
     c.optimizer.learning_rate = 1e-3  # small models take a high peak rate
-    c.optimizer.warmup_steps = 60  # 10% of training
+    c.optimizer.warmup_steps = 40  # 10% of training
     c.optimizer.weight_decay = 0.01  # BERT's
     if arg == "smoke":
         c.model.vocab_size = 512  # tiny vocab: preparation and the MLM head are instant
