@@ -181,7 +181,7 @@ def run(config: ml_collections.ConfigDict, batch_size: int, seq_len: int, mode: 
         flops -= 3.0 * batch_size * p * (2 * d * d + 2 * d * v)
     if mode == "inference":  # forward only: a third of a training step
         flops /= 3.0
-    peak = flops_lib.peak_flops(dtype=config.model.dtype)
+    peak = flops_lib.peak_flops(dtype=config.model.dtype, refresh=True)
     runner = {"train": _bertjax_train, "finetune": _bertjax_train,
               "inference": _bertjax_inference}[mode]
     result = {"mode": mode, "batch_size": batch_size, "seq_len": seq_len, "masked_positions": p,
