@@ -148,3 +148,39 @@ def data(**overrides) -> ml_collections.ConfigDict:
     c.prefetch_batches = 2  # Batches prefetched by a background thread (0 = none).
     c.update(overrides)
     return c
+
+
+def bert_recipe(size: str, variant: str | None = None) -> ml_collections.ConfigDict:
+    """BERT's pretraining recipe (Devlin et al. 2018, appendix A.2) for a size of SIZES.
+
+    Variants: None (phase 1: sequence 128), "phase2" (sequence 512, init_from phase 1),
+    "lamb" (You et al. 2019: LAMB at batch 4096). configs/bert_<size>.py call this.
+    """
+    c = pretraining(size)  # the size's L/H/A with F = 4H
+    c.model.vocab_size = 30522  # uncased English WordPiece (or a vocab trained by the pipeline)
+    c.model.dtype = "bfloat16"  # bf16 compute, fp32 master weights
+    c.data.vocab_size = 30522  # when the pipeline trains the vocabulary
+    c.data.max_seq_length = 128  # phase 1: short sequences
+    c.data.max_predictions_per_seq = 20  # 15% of 128
+    c.batch_size = 256  # BERT's batch
+    c.num_train_steps = 900_000  # phase 1 of 1M steps
+    c.log_every_steps = 100  # metrics.jsonl / TensorBoard cadence
+    c.eval_every_steps = 10_000  # held-out MLM/NSP evaluation
+    c.checkpoint_every_steps = 5_000  # ~ every few minutes on a pod slice
+    c.optimizer.learning_rate = 1e-4  # BERT's peak rate
+    c.optimizer.warmup_steps = 10_000  # BERT's warmup
+    c.mesh.data = -1  # pure data parallel across all devices
+    if variant == "phase2":
+        c.data.max_seq_length = 512  # phase 2: full-length sequences
+        c.data.max_predictions_per_seq = 80  # 15% of 512
+        c.num_train_steps = 100_000  # the last 10% of BERT's steps
+        c.optimizer.warmup_steps = 1_000  # short re-warmup
+    elif variant == "lamb":
+        c.optimizer.name = "lamb"  # You et al. 2019: large-batch BERT
+        c.batch_size = 4096  # LAMB's large batch
+        c.num_train_steps = 60_000  # fewer, larger steps
+        c.optimizer.learning_rate = 2e-3  # LAMB's peak rate at 4k batch
+        c.optimizer.warmup_steps = 2_000  # LAMB's warmup
+    elif variant:
+        raise ValueError(f"configs/bert_{size}.py has no variant {variant!r} (have: phase2, lamb)")
+    return c

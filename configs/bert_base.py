@@ -19,31 +19,4 @@ from bertjax import config as config_lib
 
 
 def get_config(arg: str | None = None):
-    c = config_lib.pretraining("base")  # L12/H768/A12, F = 4H
-    c.model.vocab_size = 30522  # uncased English WordPiece (or a vocab trained by the pipeline)
-    c.model.dtype = "bfloat16"  # bf16 compute, fp32 master weights
-    c.data.vocab_size = 30522  # when the pipeline trains the vocabulary
-    c.data.max_seq_length = 128  # phase 1: short sequences
-    c.data.max_predictions_per_seq = 20  # 15% of 128
-    c.batch_size = 256  # BERT's batch
-    c.num_train_steps = 900_000  # phase 1 of 1M steps
-    c.log_every_steps = 100  # metrics.jsonl / TensorBoard cadence
-    c.eval_every_steps = 10_000  # held-out MLM/NSP evaluation
-    c.checkpoint_every_steps = 5_000  # ~ every few minutes on a pod slice
-    c.optimizer.learning_rate = 1e-4  # BERT's peak rate
-    c.optimizer.warmup_steps = 10_000  # BERT's warmup
-    c.mesh.data = -1  # pure data parallel across all devices
-    if arg == "phase2":
-        c.data.max_seq_length = 512  # phase 2: full-length sequences
-        c.data.max_predictions_per_seq = 80  # 15% of 512
-        c.num_train_steps = 100_000  # the last 10% of BERT's steps
-        c.optimizer.warmup_steps = 1_000  # short re-warmup
-    elif arg == "lamb":
-        c.optimizer.name = "lamb"  # You et al. 2019: large-batch BERT
-        c.batch_size = 4096  # LAMB's large batch
-        c.num_train_steps = 60_000  # fewer, larger steps
-        c.optimizer.learning_rate = 2e-3  # LAMB's peak rate at 4k batch
-        c.optimizer.warmup_steps = 2_000  # LAMB's warmup
-    elif arg:
-        raise ValueError(f"configs/bert_base.py has no variant {arg!r} (have: phase2, lamb)")
-    return c
+    return config_lib.bert_recipe("base", arg)  # every field is commented in bertjax/config.py
