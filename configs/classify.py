@@ -15,6 +15,9 @@ from bertjax.tasks import classification, finetune_data
 
 
 def get_config(arg: str = "single"):
+    if arg not in ("single", "regression", "multilabel"):
+        raise ValueError(f"configs/classify.py takes 'single', 'regression' or 'multilabel', "
+                         f"got {arg!r}")
     c = finetune_data.run_config()
     c.task = "classification"  # bertjax/tasks/classification.py.
     c.classification = classification.options(kind=arg)  # single | regression | multilabel.
