@@ -5,7 +5,28 @@ import os
 os.environ.setdefault("USE_TF", "0")  # transformers must not import TensorFlow (slow, unneeded).
 os.environ.setdefault("USE_FLAX", "0")
 
+# One persistent XLA compilation cache per test session, inherited by every subprocess the tests
+# start (`python -m bertjax.train` runs for resume, multi-process, 8-device): they compile the same
+# tiny steps again and again. A fresh directory each session, so no stale entry can hide a bug;
+# a cache hit loads the very executable a compile would produce, so numerics are unchanged (the
+# bit-exact resume tests compare a compiled run with cache-loaded ones).
+import atexit  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+_JIT_CACHE = tempfile.mkdtemp(prefix="bertjax-test-jit-cache-")
+atexit.register(shutil.rmtree, _JIT_CACHE, ignore_errors=True)
+os.environ["JAX_COMPILATION_CACHE_DIR"] = _JIT_CACHE
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # tiny models compile fast
+os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "-1"
+
+import jax  # noqa: E402
 import pytest  # noqa: E402
+
+# In case jax was imported before this file (the env vars above are read at import).
+jax.config.update("jax_compilation_cache_dir", _JIT_CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
 
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",
