@@ -32,11 +32,12 @@ def test_mesh_shape_fills_and_checks():
 
 
 _SCRIPT = r"""
-import json, os, sys
+import functools, json, os, sys
 sys.path.insert(0, os.path.join(sys.argv[1], "tests"))
-import jax, numpy as np
+import flax.linen as nn, jax, numpy as np, optax
 import _tiny
-from bertjax import checkpoint as ckpt_lib, train
+from bertjax import checkpoint as ckpt_lib, sharding, steps, train
+from bertjax.tasks import base
 assert jax.device_count() == 8
 corpus, cache, fresh, resumed = sys.argv[2:6]
 def config(**kw):
@@ -44,7 +45,55 @@ def config(**kw):
     c.mesh.data, c.mesh.fsdp, c.mesh.tensor = 2, 2, 2
     c.optimizer.eps = 1e-3
     return c
-# Instrument the jitted train step: shardings of the word embeddings and the compile count.
+
+# (1) The tight check: the same state and batch, ONE train step on 1 device and on the 2x2x2 mesh.
+# Plain SGD with lr 1: the new params are old - grad, so every gradient entry is compared at full
+# scale (Adam's first update is ~lr * sign(g): it would turn reduction-order noise in near-zero
+# gradients into lr-sized differences).
+c = config()
+task = base.get_task(c.task)(c)
+model = task.build_model(c.model)
+tx = optax.sgd(1.0)
+dummy = task.dummy_batch(c.batch_size, c.data.max_seq_length)
+rng = np.random.default_rng(0)
+S, P, V = c.data.max_seq_length, c.data.max_predictions_per_seq, c.model.vocab_size
+batch = dict(dummy, input_ids=rng.integers(5, V, (c.batch_size, S)).astype(np.int32),
+             token_type_ids=(np.arange(S)[None] >= rng.integers(4, S, (c.batch_size, 1))).astype(np.int32),
+             attention_mask=(np.arange(S)[None] < rng.integers(12, S + 1, (c.batch_size, 1))).astype(np.int32),
+             masked_lm_positions=rng.integers(1, 12, (c.batch_size, P)).astype(np.int32),
+             masked_lm_ids=rng.integers(5, V, (c.batch_size, P)).astype(np.int32),
+             masked_lm_weights=(rng.random((c.batch_size, P)) < 0.7).astype(np.float32),
+             next_sentence_labels=rng.integers(0, 2, (c.batch_size,)).astype(np.int32))
+init_key, step_key = jax.random.split(jax.random.key(0))
+init = jax.jit(functools.partial(steps.init_state, task=task, model=model, tx=tx))
+state = jax.device_get(init(init_key, dummy))
+step_fn = functools.partial(steps.train_step, task=task, model=model, tx=tx,
+                            lr_schedule=lambda _: 1.0)
+def one_step(devices, shape):
+    c.mesh.data, c.mesh.fsdp, c.mesh.tensor = shape
+    mesh, rules = sharding.make_mesh(c.mesh, devices), sharding.rules(c.mesh)
+    boxed = jax.eval_shape(lambda k: task.init_params(model, k, dummy), init_key)
+    param_sh = sharding.param_shardings(boxed, mesh, rules)
+    state_sh = steps.TrainState(step=sharding.replicated(mesh), params=param_sh,
+                                opt_state=sharding.like_params(state.opt_state, state.params,
+                                                               param_sh, mesh))
+    batch_sh = jax.tree.map(lambda _: sharding.batch_sharding(mesh), batch)
+    with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
+        new, metrics = jax.jit(step_fn, in_shardings=(state_sh, batch_sh, sharding.replicated(mesh)))(
+            jax.device_put(state, state_sh), jax.device_put(batch, batch_sh), step_key)
+    emb = new.params["bert"]["embeddings"]["word_embeddings"]["embedding"]
+    return jax.device_get((new.params, steps.finalize(metrics))), emb.size // np.prod(
+        emb.sharding.shard_shape(emb.shape))
+(p1, m1), n1 = one_step(jax.devices()[:1], (1, 1, 1))
+(p8, m8), n8 = one_step(jax.devices(), (2, 2, 2))
+assert (n1, n8) == (1, 4), (n1, n8)  # shards per embedding matrix: split over tensor x fsdp
+tight = {"loss": [m1["loss"], m8["loss"]], "grad_norm": [m1["grad_norm"], m8["grad_norm"]]}
+np.savez(os.path.join(os.path.dirname(fresh), "one_step.npz"), **{
+    "/".join(str(k.key) for k in path) + f"|{i}": x for i, tree in enumerate((state.params, p1, p8))
+    for path, x in jax.tree_util.tree_leaves_with_path(tree)})
+
+# (2) The trainer on the mesh. Instrument its jitted train step: shardings of the word
+# embeddings and the compile count.
 seen = {}
 _jit = jax.jit
 def spy(fn, **kw):
@@ -66,11 +115,19 @@ _, params, _, _ = ckpt_lib.restore_params(resumed)
 np.savez(os.path.join(resumed, "final.npz"), **{
     "/".join(str(k.key) for k in path): x
     for path, x in jax.tree_util.tree_leaves_with_path(params)})
-print("RESULT" + json.dumps({"seen": seen, "eval": summary["eval"]}))
+print("RESULT" + json.dumps({"seen": seen, "eval": summary["eval"], "tight": tight}))
 """
 
 
-def test_eight_devices_match_one_device_and_restore_across_meshes(tmp_path):
+def _losses(workdir):
+    with open(os.path.join(workdir, "metrics.jsonl")) as f:
+        return [json.loads(l)["train/loss"] for l in f if "train/loss" in l]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The one-device run in this process, then one 8-device subprocess for both tests."""
+    tmp_path = tmp_path_factory.mktemp("sharding")
     corpus = _tiny.write_corpus(str(tmp_path / "corpus"))
     cache = str(tmp_path / "cache")
     one = str(tmp_path / "one")
@@ -90,20 +147,49 @@ def test_eight_devices_match_one_device_and_restore_across_meshes(tmp_path):
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads(proc.stdout.split("RESULT")[-1])
+    return tmp_path, one, summary, result
+
+
+def test_one_sharded_step_matches_one_device(runs):
+    """As of this commit it FAILS: on a mesh with data, fsdp and tensor all > 1 (2x2x2), the loss
+    and the NSP/pooler/mlm-bias gradients match, but the gradients behind the tied MLM decoder
+    (mlm transform, encoder, embeddings) differ by O(1) relative; 8x1x1, 1x8x1, 1x1x8, 1x2x4,
+    2x2x1, 2x1x2, 1x2x2 all match to 1e-7. The loose multi-step checks below cannot see it."""
+    tmp_path, _, _, result = runs
+    # One step, same state and batch: the sharded step computes the same loss, gradient norm
+    # and (SGD, lr 1: old - grad) parameters as one device, up to float reduction order.
+    for k, (v1, v8) in result["tight"].items():
+        assert v8 == pytest.approx(v1, rel=1e-6), k
+    one_step = np.load(tmp_path / "one_step.npz")
+    names = sorted({k.split("|")[0] for k in one_step.files})
+    assert len(names) > 20
+    moved = 0.0
+    for name in names:
+        old, p1, p8 = (one_step[f"{name}|{i}"] for i in range(3))
+        moved = max(moved, float(np.max(np.abs(p1 - old))))
+        np.testing.assert_allclose(p8, p1, rtol=1e-6, atol=1e-6, err_msg=name)
+    assert moved > 1e-2  # the step really moved the parameters (well above the tolerance)
+
+
+def test_eight_devices_match_one_device_and_restore_across_meshes(runs):
+    tmp_path, one, summary, result = runs
+    resumed = str(tmp_path / "resumed")
+    # The trainer on the 2x2x2 mesh.
     assert result["seen"]["spec"] == ["tensor", "fsdp"]  # ("vocab", "embed") by the rule table
     assert result["seen"]["cache"] == 1  # one compilation for all steps
-    # The first window (lr 0 then 0.5 * peak) agrees to float noise; later steps drift apart
-    # (~1e-4 relative by step 6; see the report: not yet explained beyond Adam amplifying
-    # reduction-order noise), so they are held to 2e-3.
-    for k, v in summary["eval"].items():
-        if k != "eval/perplexity":  # exp() of mlm_loss: amplifies the drift
-            assert result["eval"][k] == pytest.approx(v, rel=2e-3, abs=2e-3), k
-    with open(os.path.join(one, "metrics.jsonl")) as f:
-        one_losses = [json.loads(l)["train/loss"] for l in f if "train/loss" in l]
-    with open(os.path.join(tmp_path / "eight", "metrics.jsonl")) as f:
-        eight_losses = [json.loads(l)["train/loss"] for l in f if "train/loss" in l]
+    # Across several Adam steps the runs drift apart, so only continuous metrics are compared,
+    # loosely. Accuracies are not: an argmax over near-tied logits of an untrained model is
+    # discontinuous, and one flipped prediction out of ~70 masked tokens moves mlm_accuracy by
+    # 0.014. test_one_sharded_step_matches_one_device is what pins the step exactly.
+    for k in ("eval/loss", "eval/mlm_loss", "eval/nsp_loss"):
+        assert result["eval"][k] == pytest.approx(summary["eval"][k], rel=2e-3), k
+    one_losses, eight_losses = _losses(one), _losses(str(tmp_path / "eight"))
+    assert len(one_losses) == len(eight_losses) == 3
     np.testing.assert_allclose(eight_losses[0], one_losses[0], rtol=1e-5)
     np.testing.assert_allclose(eight_losses, one_losses, rtol=2e-3)
+
+    # A one-device checkpoint (step 4) restored onto the 8-device mesh trains on to the same
+    # step-6 parameters.
     _, reference, _, _ = ckpt_lib.restore_params(one)
     final = np.load(os.path.join(resumed, "final.npz"))
     import jax
