@@ -360,8 +360,15 @@ class MaskedLMHead(nn.Module):
                      kernel_init=_dense_init(cfg, ("embed", "embed_out")),
                      bias_init=_zeros(("embed_out",)), name="transform")(x)
         x = _layer_norm(cfg, "layer_norm")(ACTIVATIONS[cfg.hidden_act](x)).astype(x.dtype)
+        # Explicit layouts around the tied decoder. Left to propagation, x's hidden dim arrives
+        # split over "tensor" (the transform's embed_out) while the table splits vocab over
+        # "tensor" and its hidden dim over "fsdp"; with data, fsdp and tensor all > 1, XLA's SPMD
+        # partitioner (GSPMD and Shardy alike, jax 0.10.2) then computed wrong gradients
+        # (tests/test_sharding.py compares one step against one device).
+        x = nn.with_logical_constraint(x, ("batch", "length", "act_embed"))
         bias = self.param("bias", _zeros(("vocab",)), (cfg.vocab_size,), jnp.float32)
-        return decoder(x).astype(jnp.float32) + bias
+        logits = nn.with_logical_constraint(decoder(x), ("batch", "length", "vocab"))
+        return logits.astype(jnp.float32) + bias
 
 
 class BertForPreTraining(nn.Module):

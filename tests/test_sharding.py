@@ -151,10 +151,9 @@ def runs(tmp_path_factory):
 
 
 def test_one_sharded_step_matches_one_device(runs):
-    """As of this commit it FAILS: on a mesh with data, fsdp and tensor all > 1 (2x2x2), the loss
-    and the NSP/pooler/mlm-bias gradients match, but the gradients behind the tied MLM decoder
-    (mlm transform, encoder, embeddings) differ by O(1) relative; 8x1x1, 1x8x1, 1x1x8, 1x2x4,
-    2x2x1, 2x1x2, 1x2x2 all match to 1e-7. The loose multi-step checks below cannot see it."""
+    """Guards the MLM head's explicit layouts (model.MaskedLMHead): without them, on a mesh with
+    data, fsdp and tensor all > 1 the gradients behind the tied decoder came out O(1) wrong while
+    the loss matched; the loose multi-step checks below could not see it."""
     tmp_path, _, _, result = runs
     # One step, same state and batch: the sharded step computes the same loss, gradient norm
     # and (SGD, lr 1: old - grad) parameters as one device, up to float reduction order.
