@@ -39,7 +39,7 @@ def test_two_processes_match_one(tmp_path):
 
     two = str(tmp_path / "two")
     port = _free_port()
-    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=1")
     procs = [subprocess.Popen(
         [sys.executable, "-m", "bertjax.train", "--config", "configs/bert_tiny.py:smoke",
          "--workdir", two, "--config.progress_bar=False", "--config.optimizer.eps=1e-3",

@@ -34,7 +34,7 @@ def _command(corpus, workdir, **top):
 
 
 def _env():
-    return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=1")
 
 
 def _run(corpus, workdir, **top):

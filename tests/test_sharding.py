@@ -141,7 +141,7 @@ def runs(tmp_path_factory):
     shutil.copytree(one, resumed)
     shutil.rmtree(os.path.join(resumed, "checkpoints", "6"))
     env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS="--xla_force_host_platform_device_count=8")
+               XLA_FLAGS=os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8")
     proc = subprocess.run([sys.executable, "-c", _SCRIPT, ROOT, corpus, cache,
                            str(tmp_path / "eight"), resumed],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
