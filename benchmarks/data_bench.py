@@ -3,7 +3,7 @@
 A benchmark, not a test. Run pinned to one core, with the Rust tokenizer single-threaded:
 
   RAYON_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false taskset -c 0 \
-      /work/venv/bin/python benchmarks/data_bench.py --cache_dir /tmp/bertjax_bench
+      python benchmarks/data_bench.py --cache_dir /tmp/bertjax_bench
 
 Preparation is timed on a fresh cache (vocabulary training is timed separately); loading is timed on
 the main thread (prefetch_batches=0, worker_count=0) after a warm-up, over --batches batches.
@@ -14,12 +14,15 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 import tempfile
 import time
 
-from bertjax import config
-from bertjax.data import pipeline
-from bertjax.data import prepare as prepare_lib
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repo root
+
+from bertjax import config  # noqa: E402
+from bertjax.data import pipeline  # noqa: E402
+from bertjax.data import prepare as prepare_lib  # noqa: E402
 
 
 def main() -> None:
