@@ -21,7 +21,6 @@ mfu, and per peer the same figures plus the ratio bertjax / peer.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import platform
@@ -87,7 +86,7 @@ class TrainSetup(NamedTuple):
 
 
 def build_train(config: ml_collections.ConfigDict, batch: dict[str, np.ndarray]) -> TrainSetup:
-    """The trainer's jitted, sharded, donated update and a fresh state (as bertjax/train.py)."""
+    """The trainer's own jitted, sharded, donated update (steps.build_steps) and a fresh state."""
     task = tasks_base.get_task(config.task)(config)
     model = task.build_model(config.model)
     tx = optim.make_optimizer(config.optimizer, config.num_train_steps)
@@ -96,27 +95,15 @@ def build_train(config: ml_collections.ConfigDict, batch: dict[str, np.ndarray])
     batch = {k: v for k, v in batch.items() if k in keys}
     mesh = sharding.make_mesh(config.mesh)
     rules = sharding.rules(config.mesh)
-    init_fn = functools.partial(steps.init_state, task=task, model=model, tx=tx)
     init_key, base_key = jax.random.split(jax.random.key(config.seed))
-    boxed = jax.eval_shape(lambda k: task.init_params(model, k, batch), init_key)
-    param_sh = sharding.param_shardings(boxed, mesh, rules)
-    abstract = jax.eval_shape(init_fn, init_key, batch)
-    state_sh = steps.TrainState(
-        step=sharding.replicated(mesh), params=param_sh,
-        opt_state=sharding.like_params(abstract.opt_state, abstract.params, param_sh, mesh))
-    state = jax.jit(init_fn, out_shardings=state_sh)(init_key, batch)
-    batch_sh = sharding.batch_sharding(mesh)
+    built = steps.build_steps(config, task, model, tx, schedule, mesh, rules, batch, init_key)
+    state = built.init(init_key, batch)
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-        step_fn = jax.jit(
-            functools.partial(steps.train_step, task=task, model=model, tx=tx, lr_schedule=schedule,
-                              grad_accum_steps=config.optimizer.grad_accum_steps),
-            in_shardings=(state_sh, jax.tree.map(lambda _: batch_sh, batch),
-                          sharding.replicated(mesh)),
-            out_shardings=(state_sh, sharding.replicated(mesh)), donate_argnums=0)
         # Lower inside the mesh/rules context so activation constraints resolve; later calls hit
         # the cache.
-        step_fn.lower(abstract_like(state), abstract_like(batch), base_key)
-    return TrainSetup(step_fn, state, jax.device_put(batch, batch_sh), base_key, mesh)
+        built.train_step.lower(abstract_like(state), abstract_like(batch), base_key)
+    return TrainSetup(built.train_step, state, jax.device_put(batch, built.batch_in), base_key,
+                      mesh)
 
 
 def abstract_like(tree):

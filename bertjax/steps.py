@@ -5,6 +5,8 @@
 Everything static (task, model, optimizer, schedule, accumulation) is bound with functools.partial
 before jax.jit, so the jitted function takes only arrays: (state, batch, base_key).
 
+`build_steps` jits them with the state's shardings (the trainer and bertjax.bench both use it).
+
 Metrics leave the step as {name: (sum, count)} pairs of float32 scalars (plus `nonfinite_step`, an
 int32 scalar: the step number if the update was not finite, else INT32_MAX). They stay on the
 devices; `accumulate` adds them up (a min for nonfinite_step) until the trainer fetches them.
@@ -12,16 +14,19 @@ devices; `accumulate` adds them up (a min for nonfinite_step) until the trainer 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+import functools
+from typing import Any, Callable, NamedTuple
 
 import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import ml_collections
 import optax
 
 from bertjax import model as model_lib
+from bertjax import sharding
 from bertjax.tasks.base import Task
 
 PyTree = Any
@@ -163,3 +168,45 @@ def finalize(total: dict) -> dict[str, float]:
         else:
             out[k] = s / c if c > 0 else s
     return out
+
+
+class Steps(NamedTuple):
+    """The jitted, sharded functions of a run and the layout of its state."""
+    init: Callable  # (init_key, batch) -> a fresh TrainState, every leaf placed by state_sh
+    train_step: Callable  # (state, batch, base_key) -> (state, metrics); the state is donated
+    abstract: TrainState  # shapes and dtypes of the state
+    state_sh: TrainState  # its shardings
+    param_sh: PyTree  # the params' shardings (from the logical axis rules)
+    batch_in: PyTree  # the batch's shardings (rows over data x fsdp)
+
+
+def build_steps(config: ml_collections.ConfigDict, task: Task, model: nn.Module,
+                tx: optax.GradientTransformation, lr_schedule: Callable, mesh, rules,
+                dummy: dict, init_key: jax.Array) -> Steps:
+    """The state layout and jitted init / train step, shared by the trainer and bertjax.bench.
+
+    Call train_step inside `jax.set_mesh(mesh)` and `nn.logical_axis_rules(rules)`.
+    """
+    init_fn = functools.partial(init_state, task=task, model=model, tx=tx)
+    replicated = sharding.replicated(mesh)
+    # Initialisation runs outside the logical-rules context: the jitted init's out_shardings
+    # place every parameter (flax's in-init constraints trip over DenseGeneral's reshaped kernels).
+    boxed = jax.eval_shape(lambda k: task.init_params(model, k, dummy), init_key)
+    param_sh = sharding.param_shardings(boxed, mesh, rules)
+    abstract = jax.eval_shape(init_fn, init_key, dummy)
+    state_sh = TrainState(
+        step=replicated, params=param_sh,
+        opt_state=sharding.like_params(abstract.opt_state, abstract.params, param_sh, mesh))
+    batch_in = jax.tree.map(lambda _: sharding.batch_sharding(mesh), dummy)
+    # donate_argnums=0: the old state's buffers are reused for the new state, so parameters
+    # and optimizer moments exist once in device memory, not twice.
+    jitted_train_step = jax.jit(
+        functools.partial(train_step, task=task, model=model, tx=tx,
+                          lr_schedule=lr_schedule,
+                          grad_accum_steps=config.optimizer.grad_accum_steps,
+                          skip_nonfinite=config.skip_nonfinite),
+        in_shardings=(state_sh, batch_in, replicated), out_shardings=(state_sh, replicated),
+        donate_argnums=0)
+    return Steps(jax.jit(init_fn, out_shardings=state_sh), jitted_train_step, abstract, state_sh,
+                 param_sh, batch_in)
+

@@ -187,41 +187,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     seq_len = int(config.data.get("max_seq_length", 128))
     dummy = task.dummy_batch(config.batch_size, seq_len)
     init_key, base_key = jax.random.split(jax.random.key(config.seed))
-    init_fn = functools.partial(steps.init_state, task=task, model=model, tx=tx)
     batch_sharding = sharding.batch_sharding(mesh)
     replicated = sharding.replicated(mesh)
-
-    # Initialisation runs outside the logical-rules context: the jitted init's out_shardings
-    # place every parameter (flax's in-init constraints trip over DenseGeneral's reshaped kernels).
-    boxed = jax.eval_shape(lambda k: task.init_params(model, k, dummy), init_key)
-    param_sh = sharding.param_shardings(boxed, mesh, rules)
-    abstract = jax.eval_shape(init_fn, init_key, dummy)
-    state_sh = steps.TrainState(
-        step=replicated, params=param_sh,
-        opt_state=sharding.like_params(abstract.opt_state, abstract.params, param_sh, mesh))
+    built = steps.build_steps(config, task, model, tx, lr_schedule, mesh, rules, dummy, init_key)
+    abstract, state_sh, param_sh, batch_in = (built.abstract, built.state_sh, built.param_sh,
+                                              built.batch_in)
+    train_step = built.train_step
     if latest is not None:
         target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                               abstract, state_sh)
         state = checkpointer.restore(latest, target, train_iter)
         logging.info("resumed from %s step %d", checkpointer.directory, latest)
     else:
-        state = jax.jit(init_fn, out_shardings=state_sh)(init_key, dummy)
+        state = built.init(init_key, dummy)
         if config.init_from:
             params = _load_init_from(config.init_from, task, config.model, state.params,
                                      param_sh)
             state = state.replace(params=params, opt_state=jax.jit(
                 tx.init, out_shardings=state_sh.opt_state)(params))
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
-        batch_in = jax.tree.map(lambda _: batch_sharding, dummy)
-        # donate_argnums=0: the old state's buffers are reused for the new state, so parameters
-        # and optimizer moments exist once in device memory, not twice.
-        train_step = jax.jit(
-            functools.partial(steps.train_step, task=task, model=model, tx=tx,
-                              lr_schedule=lr_schedule,
-                              grad_accum_steps=config.optimizer.grad_accum_steps,
-                              skip_nonfinite=config.skip_nonfinite),
-            in_shardings=(state_sh, batch_in, replicated), out_shardings=(state_sh, replicated),
-            donate_argnums=0)
         eval_step = jax.jit(functools.partial(steps.eval_step, task=task, model=model),
                             in_shardings=(param_sh, batch_in), out_shardings=replicated)
         accumulate = jax.jit(steps.accumulate)
