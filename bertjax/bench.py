@@ -73,7 +73,10 @@ def synthetic_batch(cfg: ml_collections.ConfigDict, batch_size: int, seq_len: in
         "masked_lm_ids": np.take_along_axis(ids, positions, 1),
         "masked_lm_weights": np.ones((batch_size, num_predictions), np.float32),
         "next_sentence_labels": r.integers(0, 2, batch_size).astype(np.int32),
-        "label": r.integers(0, 2, batch_size).astype(np.int32),
+        # Fine-tuning (sequence classification) keys.
+        "labels": r.integers(0, 2, batch_size).astype(np.int32),
+        "example_weight": np.ones(batch_size, np.float32),
+        "example_id": np.arange(batch_size, dtype=np.int32),
     }
 
 
@@ -157,9 +160,16 @@ def run(config: ml_collections.ConfigDict, batch_size: int, seq_len: int, mode: 
     config.data.max_seq_length = seq_len
     config.data.max_predictions_per_seq = p
     config.model.max_position_embeddings = max(config.model.max_position_embeddings, seq_len)
-    if mode == "finetune":
-        config.task = "classification"
-        config.classification = ml_collections.ConfigDict({"num_labels": 2})
+    if mode == "finetune":  # binary sequence classification with the task's own defaults
+        from bertjax.tasks import classification, finetune_data
+        ft = finetune_data.run_config()
+        for key in ("model", "optimizer", "mesh", "seed", "batch_size", "num_train_steps"):
+            ft[key] = config[key]
+        ft.task = "classification"
+        ft.classification = classification.options()
+        ft.data.labels = "neg,pos"
+        ft.data.max_seq_length = seq_len
+        config = ft
     model_lib.validate_config(config.model)
     batch = synthetic_batch(config.model, batch_size, seq_len, p, config.seed)
     flops = flops_lib.step_flops(config.model, batch_size, seq_len, p, True)
