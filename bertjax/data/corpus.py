@@ -25,9 +25,11 @@ import glob as globlib
 import hashlib
 import importlib
 import inspect
+import json
 import logging
 import os
 import re
+import subprocess
 import sys
 import warnings
 from typing import Iterator
@@ -260,6 +262,34 @@ BUILTIN_MODULES = (
     "colorsys mimetypes quopri plistlib netrc").split()
 
 
+def _walk_builtin() -> Iterator[tuple[str, str]]:
+    """The builtin corpus' raw texts; run by BuiltinCorpus.raw_texts in a fresh interpreter."""
+    from pydoc_data import topics
+    for key in sorted(topics.topics):
+        yield f"pydoc_data.topics[{key}]", topics.topics[key]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in BUILTIN_MODULES:
+            try:
+                module = importlib.import_module(name)
+            except ImportError:
+                continue
+            if isinstance(module.__doc__, str):
+                yield name, module.__doc__
+            for attr, obj in sorted(vars(module).items()):
+                if not (inspect.isclass(obj) or inspect.isroutine(obj)):
+                    continue
+                home = getattr(obj, "__module__", None) or ""
+                if home != module.__name__ and not home.startswith(module.__name__ + "."):
+                    continue
+                if isinstance(obj.__doc__, str):
+                    yield f"{name}.{attr}", obj.__doc__
+                if inspect.isclass(obj):
+                    for m_name, member in sorted(vars(obj).items()):
+                        if inspect.isroutine(member) and isinstance(member.__doc__, str):
+                            yield f"{name}.{attr}.{m_name}", member.__doc__
+
+
 class BuiltinCorpus(Corpus):
     """English text that ships with Python: pydoc topics, then stdlib docstrings (fixed order).
 
@@ -268,35 +298,25 @@ class BuiltinCorpus(Corpus):
 
     def __init__(self):
         self.skipped = SkipReport()
-        self.identity = f"builtin:v1:python{sys.version.split()[0]}"
+        self.identity = f"builtin:v2:python{sys.version.split()[0]}"
 
     @staticmethod
     def raw_texts() -> Iterator[tuple[str, str]]:
-        """(where, text) for every topic and docstring, in a fixed order."""
-        from pydoc_data import topics
-        for key in sorted(topics.topics):
-            yield f"pydoc_data.topics[{key}]", topics.topics[key]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for name in BUILTIN_MODULES:
-                try:
-                    module = importlib.import_module(name)
-                except ImportError:
-                    continue
-                if isinstance(module.__doc__, str):
-                    yield name, module.__doc__
-                for attr, obj in sorted(vars(module).items()):
-                    if not (inspect.isclass(obj) or inspect.isroutine(obj)):
-                        continue
-                    home = getattr(obj, "__module__", None) or ""
-                    if home != module.__name__ and not home.startswith(module.__name__ + "."):
-                        continue
-                    if isinstance(obj.__doc__, str):
-                        yield f"{name}.{attr}", obj.__doc__
-                    if inspect.isclass(obj):
-                        for m_name, member in sorted(vars(obj).items()):
-                            if inspect.isroutine(member) and isinstance(member.__doc__, str):
-                                yield f"{name}.{attr}.{m_name}", member.__doc__
+        """(where, text) for every topic and docstring, in a fixed order.
+
+        The walk runs in a fresh interpreter: a module's namespace depends on what else the
+        process has imported (lazily cached attributes, threads importing in the background), so
+        walking it inside a training process gave a different corpus from run to run.
+        """
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        code = ("import json, sys; sys.path.insert(0, sys.argv[1]); "
+                "from bertjax.data.corpus import _walk_builtin; "
+                "[print(json.dumps(item)) for item in _walk_builtin()]")
+        out = subprocess.run([sys.executable, "-c", code, root], capture_output=True, text=True,
+                             check=True, env={**os.environ, "PYTHONHASHSEED": "0"}).stdout
+        for line in out.splitlines():
+            where, text = json.loads(line)
+            yield where, text
 
     def documents(self) -> Iterator[Document]:
         self.skipped = SkipReport()
