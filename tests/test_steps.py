@@ -69,3 +69,17 @@ def test_nonfinite_update(skip):
     if skip:
         for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(new.params)):
             np.testing.assert_array_equal(a, b)
+
+
+def test_cross_entropy_and_hits_match_optax_and_argmax():
+    import optax
+    from bertjax.tasks import base
+    r = np.random.default_rng(0)
+    logits = jnp.asarray(r.normal(size=(4, 6, 50)) * 5, jnp.float32)
+    labels = jnp.asarray(r.integers(0, 50, (4, 6)), jnp.int32)
+    labels = labels.at[0].set(jnp.argmax(logits[0], -1))  # some hits for sure
+    ce, hits = base.cross_entropy_and_hits(logits, labels)
+    np.testing.assert_allclose(
+        ce, optax.softmax_cross_entropy_with_integer_labels(logits, labels), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(hits, (jnp.argmax(logits, -1) == labels).astype(jnp.float32))
+    assert float(hits[0].min()) == 1.0

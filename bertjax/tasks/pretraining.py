@@ -63,8 +63,7 @@ class PretrainingTask(base.Task):
                           deterministic=deterministic, rngs={"dropout": rng})
         logits = out["mlm_logits"]  # [B, P, V] float32
         ids, weights = batch["masked_lm_ids"], batch["masked_lm_weights"]
-        mlm_ce = base.cross_entropy(logits, ids)  # [B, P]
-        correct = (jnp.argmax(logits, -1) == ids).astype(jnp.float32)
+        mlm_ce, correct = base.cross_entropy_and_hits(logits, ids)  # [B, P] each
         metrics = {
             "mlm_loss": base.sum_and_count(mlm_ce, weights),
             "mlm_accuracy": base.sum_and_count(correct, weights),
