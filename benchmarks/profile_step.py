@@ -1,0 +1,136 @@
+"""Where a pretraining step's time goes: step time, then XLA's per-op times grouped by model part.
+
+    python benchmarks/profile_step.py --config configs/bert_mini.py --batch_size 32 --seq_len 128 \
+        --config.model.dtype=float32 [--steps 10] [--profile] [--matmuls]
+
+Prints the median and minimum of --steps timed train steps (the bench's own jitted, donated
+update, after 3 warm-up steps). With --profile, traces two more steps with jax.profiler and sums
+the per-op (thunk) times by the model part named in each op's HLO metadata (fwd/bwd x qkv,
+attention products, intermediate, output, layer norms, dropout, mlm, ...). Ops run concurrently
+on a multi-threaded CPU backend, so parts can add up to more than the step; compare a part
+between two versions rather than parts with each other. With --matmuls, times single matmuls of
+the config's shapes (forward, and both weight-gradient forms) to show the backend's rate on them.
+Run two versions of the code back to back to A/B a change: shared machines drift by +-15%.
+"""
+
+from __future__ import annotations
+
+import collections
+import glob
+import gzip
+import json
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import flax.linen as nn  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+from bertjax import bench, sharding  # noqa: E402
+
+# --config, --batch_size, --seq_len and --steps are bertjax.bench's flags.
+_CONFIG, _BATCH, _SEQ, _STEPS = bench._CONFIG, bench._BATCH, bench._SEQ, bench._STEPS
+_PROFILE = flags.DEFINE_bool("profile", False, "Per-op times by model part (jax.profiler).")
+_MATMULS = flags.DEFINE_bool("matmuls", False, "Time single matmuls of the config's shapes.")
+
+PARTS = ("dropout", "attention_norm", "output_norm", "layer_norm", "qkv", "BTNH,BSNH",
+         "BNTS,BSNH", "attention/out", "intermediate", "output/", "erf", "mlm", "/nsp/", "pooler",
+         "embeddings")
+
+
+def part_of(op_name: str) -> str:
+    side = "bwd" if "transpose(" in op_name else "fwd"
+    if "jvp" not in op_name:
+        return "update/metrics"
+    for part in PARTS:
+        if part.lower() in op_name.lower():
+            return f"{side} {part.strip('/')}"
+    return f"{side} other"
+
+
+def op_table(hlo: str, trace_dir: str, steps: int) -> list[tuple[str, float]]:
+    names = {}
+    for line in hlo.splitlines():
+        m = re.match(r'\s*(?:ROOT )?%?([\w.\-]+) = .*op_name="([^"]+)"', line)
+        if m:
+            names[m.group(1)] = m.group(2)
+    path = glob.glob(f"{trace_dir}/**/*perfetto_trace.json.gz", recursive=True)[0]
+    with gzip.open(path) as f:
+        trace = json.load(f)
+    events = trace["traceEvents"] if isinstance(trace, dict) else trace
+    parts = collections.Counter()
+    for e in events:
+        if e.get("ph") == "X" and e.get("name") in names:
+            parts[part_of(names[e["name"]])] += e.get("dur", 0) / 1e3 / steps
+    return parts.most_common()
+
+
+def time_matmuls(cfg, tokens: int) -> None:
+    d, f = cfg.model.hidden_size, cfg.model.intermediate_size
+
+    def rate(fn, *args, flops):
+        fn(*args).block_until_ready()
+        times = []
+        for _ in range(20):
+            start = time.perf_counter()
+            fn(*args).block_until_ready()
+            times.append(time.perf_counter() - start)
+        return flops / statistics.median(times) / 1e9
+
+    for k, n in ((d, 3 * d), (d, f), (f, d)):
+        x, w, g = jnp.ones((tokens, k)), jnp.ones((k, n)), jnp.ones((tokens, n))
+        flops = 2 * tokens * k * n
+        print(f"[{tokens},{k}] @ [{k},{n}]: forward "
+              f"{rate(jax.jit(lambda a, b: a @ b), x, w, flops=flops):.0f}, input grad "
+              f"{rate(jax.jit(lambda a, b: a @ b.T), g, w, flops=flops):.0f}, weight grad x^T g "
+              f"{rate(jax.jit(lambda a, b: a.T @ b), x, g, flops=flops):.0f}, g^T x "
+              f"{rate(jax.jit(lambda a, b: b.T @ a), x, g, flops=flops):.0f} GFLOP/s (median of 20)")
+
+
+def main(argv):
+    del argv
+    cfg = _CONFIG.value
+    b, s = _BATCH.value, _SEQ.value
+    p = bench.max_predictions(s)
+    cfg.batch_size, cfg.data.max_seq_length, cfg.data.max_predictions_per_seq = b, s, p
+    setup = bench.build_train(cfg, bench.synthetic_batch(cfg.model, b, s, p, cfg.seed))
+    holder = {"state": setup.state}
+
+    def one():
+        with jax.set_mesh(setup.mesh):
+            holder["state"], metrics = setup.step_fn(holder["state"], setup.batch, setup.base_key)
+        jax.block_until_ready(metrics)
+
+    for _ in range(3):
+        one()
+    times = []
+    for _ in range(_STEPS.value):
+        start = time.perf_counter()
+        one()
+        times.append(1e3 * (time.perf_counter() - start))
+    print(f"step ms: median {statistics.median(times):.0f}, min {min(times):.0f} "
+          f"({_STEPS.value} steps, batch {b} x {s}, {cfg.model.dtype})")
+    if _PROFILE.value:
+        with jax.set_mesh(setup.mesh), nn.logical_axis_rules(sharding.rules(cfg.mesh)):
+            hlo = setup.step_fn.lower(holder["state"], setup.batch,
+                                      setup.base_key).compile().as_text()
+        with tempfile.TemporaryDirectory() as trace_dir:
+            with jax.profiler.trace(trace_dir, create_perfetto_trace=True):
+                one()
+                one()
+            for part, ms in op_table(hlo, trace_dir, 2):
+                print(f"{ms:9.1f} ms  {part}")
+    if _MATMULS.value:
+        time_matmuls(cfg, b * s)
+
+
+if __name__ == "__main__":
+    flags.mark_flags_as_required(["config"])
+    app.run(main)
