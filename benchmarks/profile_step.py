@@ -36,7 +36,9 @@ from absl import app, flags  # noqa: E402
 from bertjax import bench, sharding  # noqa: E402
 
 # --config, --batch_size, --seq_len and --steps are bertjax.bench's flags.
-_CONFIG, _BATCH, _SEQ, _STEPS = bench._CONFIG, bench._BATCH, bench._SEQ, bench._STEPS
+_BENCH_FLAGS = bench.define_flags()
+_CONFIG, _BATCH, _SEQ, _STEPS = (_BENCH_FLAGS[k] for k in ("config", "batch_size", "seq_len",
+                                                           "steps"))
 _PROFILE = flags.DEFINE_bool("profile", False, "Per-op times by model part (jax.profiler).")
 _MATMULS = flags.DEFINE_bool("matmuls", False, "Time single matmuls of the config's shapes.")
 

@@ -39,16 +39,24 @@ from ml_collections import config_flags
 from bertjax import bench_peers, flops as flops_lib, model as model_lib, optim, sharding, steps
 from bertjax.tasks import base as tasks_base
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Run config (configs/*.py).",
-                                          lock_config=False)
-_BATCH = flags.DEFINE_integer("batch_size", 32, "Global batch size.")
-_SEQ = flags.DEFINE_integer("seq_len", 128, "Sequence length.")
-_STEPS = flags.DEFINE_integer("steps", 10, "Timed steps (the median is reported; at least 5).")
-_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation.")
-_MODE = flags.DEFINE_enum("mode", "train", ["train", "finetune", "inference"], "What to time.")
-_PEERS = flags.DEFINE_string("peers", "auto", "auto (all installed) | none | comma list of "
-                             "hf_flax,torch. Peers run the train mode only.")
-_THREADS = flags.DEFINE_integer("torch_threads", 0, "torch.set_num_threads (0: torch's default).")
+def define_flags() -> dict:
+    """Defines the command-line flags (at run time, so that importing this module for `run` does
+    not clash with bertjax.train's --config in the same process). Returns the flag holders."""
+    return {
+        "config": config_flags.DEFINE_config_file("config", None, "Run config (configs/*.py).",
+                                                  lock_config=False),
+        "batch_size": flags.DEFINE_integer("batch_size", 32, "Global batch size."),
+        "seq_len": flags.DEFINE_integer("seq_len", 128, "Sequence length."),
+        "steps": flags.DEFINE_integer("steps", 10,
+                                      "Timed steps (the median is reported; at least 5)."),
+        "warmup": flags.DEFINE_integer("warmup", 2, "Untimed steps after compilation."),
+        "mode": flags.DEFINE_enum("mode", "train", ["train", "finetune", "inference"],
+                                  "What to time."),
+        "peers": flags.DEFINE_string("peers", "auto", "auto (all installed) | none | comma list "
+                                     "of hf_flax,torch. Peers run the train mode only."),
+        "torch_threads": flags.DEFINE_integer("torch_threads", 0,
+                                              "torch.set_num_threads (0: torch's default)."),
+    }
 
 
 def max_predictions(seq_len: int) -> int:
@@ -216,25 +224,26 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv):
+def main(argv, f: dict):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    if _PEERS.value == "none":
+    if f["peers"].value == "none":
         peers = []
-    elif _PEERS.value == "auto":
+    elif f["peers"].value == "auto":
         avail = bench_peers.available()
         peers = [name for name, why in avail.items() if not why]
         for name, why in avail.items():
             if why:
                 print(f"skipping peer {name}: {why}", file=sys.stderr)
     else:
-        peers = [p.strip() for p in _PEERS.value.split(",") if p.strip()]
-    result = run(_CONFIG.value, _BATCH.value, _SEQ.value, _MODE.value, _STEPS.value, _WARMUP.value,
-                 peers, _THREADS.value)
+        peers = [p.strip() for p in f["peers"].value.split(",") if p.strip()]
+    result = run(f["config"].value, f["batch_size"].value, f["seq_len"].value, f["mode"].value,
+                 f["steps"].value, f["warmup"].value, peers, f["torch_threads"].value)
     print(table(result))
     print(json.dumps(result))
 
 
 if __name__ == "__main__":
+    _flags = define_flags()
     flags.mark_flags_as_required(["config"])
-    app.run(main)
+    app.run(lambda argv: main(argv, _flags))
