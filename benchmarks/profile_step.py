@@ -24,7 +24,6 @@ import re
 import statistics
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -33,7 +32,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from bertjax import bench, sharding  # noqa: E402
+from bertjax import bench, bench_peers, sharding  # noqa: E402
 
 # --config, --batch_size, --seq_len and --steps are bertjax.bench's flags.
 _BENCH_FLAGS = bench.define_flags()
@@ -78,12 +77,7 @@ def time_matmuls(cfg, tokens: int) -> None:
     d, f = cfg.model.hidden_size, cfg.model.intermediate_size
 
     def rate(fn, *args, flops):
-        fn(*args).block_until_ready()
-        times = []
-        for _ in range(20):
-            start = time.perf_counter()
-            fn(*args).block_until_ready()
-            times.append(time.perf_counter() - start)
+        times = bench_peers.time_steps(lambda: fn(*args).block_until_ready(), 1, 20)
         return flops / statistics.median(times) / 1e9
 
     for k, n in ((d, 3 * d), (d, f), (f, d)):
@@ -103,20 +97,8 @@ def main(argv):
     p = bench.max_predictions(s)
     cfg.batch_size, cfg.data.max_seq_length, cfg.data.max_predictions_per_seq = b, s, p
     setup = bench.build_train(cfg, bench.synthetic_batch(cfg.model, b, s, p, cfg.seed))
-    holder = {"state": setup.state}
-
-    def one():
-        with jax.set_mesh(setup.mesh):
-            holder["state"], metrics = setup.step_fn(holder["state"], setup.batch, setup.base_key)
-        jax.block_until_ready(metrics)
-
-    for _ in range(3):
-        one()
-    times = []
-    for _ in range(_STEPS.value):
-        start = time.perf_counter()
-        one()
-        times.append(1e3 * (time.perf_counter() - start))
+    one, holder = bench.stepper(setup)
+    times = [1e3 * t for t in bench_peers.time_steps(one, 3, _STEPS.value)]
     print(f"step ms: median {statistics.median(times):.0f}, min {min(times):.0f} "
           f"({_STEPS.value} steps, batch {b} x {s}, {cfg.model.dtype})")
     if _PROFILE.value:

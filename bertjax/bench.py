@@ -26,7 +26,7 @@ import math
 import platform
 import statistics
 import sys
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -122,8 +122,9 @@ def abstract_like(tree):
                                                        sharding=getattr(x, "sharding", None)), tree)
 
 
-def _bertjax_train(config, batch, warmup, steps_n) -> list[float]:
-    setup = build_train(config, batch)
+def stepper(setup: TrainSetup) -> tuple[Callable[[], None], dict]:
+    """A no-argument call that runs one update to completion, and the holder of the live state
+    (the old state is donated at every call)."""
     holder = {"state": setup.state}
 
     def one():
@@ -131,6 +132,12 @@ def _bertjax_train(config, batch, warmup, steps_n) -> list[float]:
             holder["state"], metrics = setup.step_fn(holder["state"], setup.batch, setup.base_key)
         jax.block_until_ready(metrics)
 
+    return one, holder
+
+
+def _bertjax_train(config, batch, warmup, steps_n) -> list[float]:
+    setup = build_train(config, batch)
+    one, _ = stepper(setup)
     times = bench_peers.time_steps(one, max(warmup, 1), steps_n)
     if setup.step_fn._cache_size() != 1:
         raise RuntimeError("the benchmarked step recompiled")
