@@ -32,7 +32,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from bertjax import bench, bench_peers, sharding  # noqa: E402
+from bertjax import bench, bench_peers, host, sharding  # noqa: E402
 
 # --config, --batch_size, --seq_len and --steps are bertjax.bench's flags.
 _BENCH_FLAGS = bench.define_flags()
@@ -92,6 +92,7 @@ def time_matmuls(cfg, tokens: int) -> None:
 
 def main(argv):
     del argv
+    host.tune_malloc()  # As bertjax.bench does: before JAX starts its CPU client.
     cfg = _CONFIG.value
     b, s = _BATCH.value, _SEQ.value
     p = bench.max_predictions(s)

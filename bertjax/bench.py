@@ -36,7 +36,8 @@ import numpy as np
 from absl import app, flags
 from ml_collections import config_flags
 
-from bertjax import bench_peers, flops as flops_lib, model as model_lib, optim, sharding, steps
+from bertjax import bench_peers, flops as flops_lib, host, optim, sharding, steps
+from bertjax import model as model_lib
 from bertjax.tasks import base as tasks_base
 
 def define_flags() -> dict:
@@ -234,6 +235,7 @@ def table(result: dict) -> str:
 def main(argv, f: dict):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    host.tune_malloc()  # Before JAX starts its CPU client; see bertjax/host.py.
     if f["peers"].value == "none":
         peers = []
     elif f["peers"].value == "auto":

@@ -27,7 +27,7 @@ from ml_collections import config_flags
 from bertjax import best as best_lib
 from bertjax import checkpoint as ckpt_lib
 from bertjax import flops as flops_lib
-from bertjax import metrics_log, optim, sharding, steps
+from bertjax import host, metrics_log, optim, sharding, steps
 from bertjax import model as model_lib
 from bertjax.model import ConfigError
 from bertjax.tasks import base as tasks_base
@@ -352,6 +352,7 @@ class _QuietOrbax(logging.Filter):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    host.tune_malloc()  # Before JAX starts its CPU client; see bertjax/host.py.
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger("absl").addFilter(_QuietOrbax())
     initialize_distributed()
