@@ -1,7 +1,8 @@
 """Times bertjax's pretraining step (and optionally its peers) on whatever devices are present.
 
     python -m bertjax.bench --config configs/bert_mini.py --batch_size 32 --seq_len 128 [--steps 10]
-        [--mode train|finetune|inference] [--peers auto|none|hf_flax,torch] [--config.model.dtype=bfloat16]
+        [--mode train|finetune|inference] [--peers auto|none|hf_flax,torch] [--rounds 5]
+        [--config.model.dtype=bfloat16]
 
 What is timed: for `train`, the full jitted pretraining update (forward, backward, AdamW with BERT's
 settings, MLM + NSP loss) on a fixed synthetic batch with BERT's shapes (P = 15% of S rounded up to a
@@ -9,11 +10,17 @@ multiple of 4 masked positions, 20 at S=128 and 80 at S=512); `finetune` the sam
 classification; `inference` the encoder + pooler forward pass. Each step is timed to completion after
 `--warmup` steps (compilation excluded); step_ms is the median. A benchmark, not a test.
 
+Side by side: bertjax, its peers and (on a CPU host) the matmul-rate probe take turns, `--steps /
+--rounds` steps at a time, so every figure and ratio comes from the same minutes of a machine
+whose speed may drift (a shared VM's other tenants, turbo). `--rounds 1` times them one after
+another instead, each model built just before its turn (least memory at once, e.g. on one GPU).
+
 FLOPs: `bertjax.flops.step_flops` (matmul FLOPs only: 6 x matmul params per token plus attention,
 the MLM head only at masked positions); for `inference` one third of that (no backward pass), for
 `finetune` the MLM head replaced by a [D, 2] classifier. The same count is used for every peer, so
 model_tflops_per_sec compares work done, not work wasted. mfu = model FLOP/s / peak FLOP/s of the
-devices (bertjax.flops.peak_flops: a chip table, or on CPU the measured fp32 matmul rate).
+devices (bertjax.flops.peak_flops: a chip table; on CPU the fp32 rate of 1024^2 and 2048^2 matmuls,
+median per size, best size, timed between the steps and stored as the host's rate).
 
 The last line printed is JSON with tokens_per_sec, sequences_per_sec, step_ms, model_tflops_per_sec,
 mfu, and per peer the same figures plus the ratio bertjax / peer.
@@ -57,6 +64,10 @@ def define_flags() -> dict:
                                      "of hf_flax,torch. Peers run the train mode only."),
         "torch_threads": flags.DEFINE_integer("torch_threads", 0,
                                               "torch.set_num_threads (0: torch's default)."),
+        "rounds": flags.DEFINE_integer(
+            "rounds", 5, "Runners (bertjax, peers, CPU matmul probe) take turns over this many "
+            "rounds of steps/rounds steps each; 1: one after another, one model in memory at a "
+            "time."),
     }
 
 
@@ -136,22 +147,24 @@ def stepper(setup: TrainSetup) -> tuple[Callable[[], None], dict]:
     return one, holder
 
 
-def _bertjax_train(config, batch, warmup, steps_n) -> list[float]:
+def _bertjax_train(config, batch) -> Callable[[], None]:
     setup = build_train(config, batch)
     one, _ = stepper(setup)
-    times = bench_peers.time_steps(one, max(warmup, 1), steps_n)
-    if setup.step_fn._cache_size() != 1:
-        raise RuntimeError("the benchmarked step recompiled")
-    return times
+
+    def step():
+        one()
+        if setup.step_fn._cache_size() != 1:
+            raise RuntimeError("the benchmarked step recompiled")
+
+    return step
 
 
-def _bertjax_inference(config, batch, warmup, steps_n) -> list[float]:
+def _bertjax_inference(config, batch) -> Callable[[], None]:
     model = model_lib.BertModel(config.model)
     inputs = {k: jnp.asarray(batch[k]) for k in ("input_ids", "token_type_ids", "attention_mask")}
     params = jax.jit(lambda k: model_lib.unbox(model.init(k, **inputs)["params"]))(jax.random.key(0))
     fwd = jax.jit(lambda p, x: model.apply({"params": p}, **x)["pooled_output"])
-    return bench_peers.time_steps(lambda: fwd(params, inputs).block_until_ready(),
-                                  max(warmup, 1), steps_n)
+    return lambda: fwd(params, inputs).block_until_ready()
 
 
 def figures(times: list[float], batch_size: int, seq_len: int, flops: float,
@@ -167,9 +180,12 @@ def figures(times: list[float], batch_size: int, seq_len: int, flops: float,
 
 
 def run(config: ml_collections.ConfigDict, batch_size: int, seq_len: int, mode: str, steps_n: int,
-        warmup: int, peers: list[str], torch_threads: int = 0) -> dict:
+        warmup: int, peers: list[str], torch_threads: int = 0, rounds: int = 5) -> dict:
     if steps_n < 5:
         raise ValueError(f"--steps must be at least 5 (the median of >= 5 steps), got {steps_n}")
+    unknown = sorted(set(peers) - {"hf_flax", "torch"})
+    if unknown:
+        raise ValueError(f"unknown peer(s) {unknown}; known: hf_flax, torch")
     config = ml_collections.ConfigDict(config.to_dict())
     p = max_predictions(seq_len)
     config.batch_size = batch_size
@@ -194,25 +210,37 @@ def run(config: ml_collections.ConfigDict, batch_size: int, seq_len: int, mode: 
         flops -= 3.0 * batch_size * p * (2 * d * d + 2 * d * v)
     if mode == "inference":  # forward only: a third of a training step
         flops /= 3.0
-    peak = flops_lib.peak_flops(dtype=config.model.dtype, refresh=True)
-    runner = {"train": _bertjax_train, "finetune": _bertjax_train,
-              "inference": _bertjax_inference}[mode]
+
+    # Runners, timed in turns (bench_peers.time_interleaved): bertjax, the peers, and on a CPU
+    # host the matmul probe whose rate is the MFU denominator, measured in the same minutes.
+    runner = _bertjax_inference if mode == "inference" else _bertjax_train
+    builders = {"bertjax": lambda: runner(config, batch)}
+    for name in (peers if mode == "train" else []):
+        builders[name] = {
+            "hf_flax": lambda: bench_peers.hf_flax_train(config.model, batch, config.optimizer,
+                                                         config.model.dtype),
+            "torch": lambda: bench_peers.torch_train(config.model, batch, config.optimizer,
+                                                     torch_threads),
+        }[name]
+    on_cpu = jax.devices()[0].platform == "cpu"
+    if on_cpu:
+        for n in flops_lib.PROBE_SIZES:
+            builders[f"matmul {n}"] = lambda n=n: flops_lib.matmul_probe(n)
+    times = bench_peers.time_interleaved(builders, max(warmup, 1), steps_n, rounds)
+    if on_cpu:
+        peak = flops_lib.cpu_rate({n: times.pop(f"matmul {n}") for n in flops_lib.PROBE_SIZES})
+        flops_lib.remember_cpu_flops(peak)
+    else:
+        peak = flops_lib.peak_flops(dtype=config.model.dtype)
+
     result = {"mode": mode, "batch_size": batch_size, "seq_len": seq_len, "masked_positions": p,
               "dtype": config.model.dtype, "devices": f"{jax.device_count()} x "
               f"{jax.devices()[0].device_kind}", "host": platform.processor() or platform.machine(),
-              "flops_per_step": flops, "peak_flops": peak}
-    result.update(figures(runner(config, batch, warmup, steps_n), batch_size, seq_len, flops, peak))
+              "flops_per_step": flops, "peak_flops": peak, "rounds": rounds}
+    result.update(figures(times.pop("bertjax"), batch_size, seq_len, flops, peak))
     result["peers"] = {}
-    for name in (peers if mode == "train" else []):
-        if name == "hf_flax":
-            times = bench_peers.hf_flax_train(config.model, batch, config.optimizer, max(warmup, 1),
-                                              steps_n, config.model.dtype)
-        elif name == "torch":
-            times = bench_peers.torch_train(config.model, batch, config.optimizer, max(warmup, 1),
-                                            steps_n, torch_threads)
-        else:
-            raise ValueError(f"unknown peer {name!r}; known: hf_flax, torch")
-        fig = figures(times, batch_size, seq_len, flops, peak)
+    for name, peer_times in times.items():
+        fig = figures(peer_times, batch_size, seq_len, flops, peak)
         fig["bertjax_speedup"] = result["tokens_per_sec"] / fig["tokens_per_sec"]
         result["peers"][name] = fig
     return result
@@ -247,7 +275,8 @@ def main(argv, f: dict):
     else:
         peers = [p.strip() for p in f["peers"].value.split(",") if p.strip()]
     result = run(f["config"].value, f["batch_size"].value, f["seq_len"].value, f["mode"].value,
-                 f["steps"].value, f["warmup"].value, peers, f["torch_threads"].value)
+                 f["steps"].value, f["warmup"].value, peers, f["torch_threads"].value,
+                 f["rounds"].value)
     print(table(result))
     print(json.dumps(result))
 

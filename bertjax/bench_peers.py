@@ -67,8 +67,37 @@ def time_steps(step: Callable[[], None], warmup: int, steps: int) -> list[float]
     return times
 
 
-def hf_flax_train(cfg, batch, opt_cfg, warmup: int, steps: int, dtype: str) -> list[float]:
-    """Times HF FlaxBertForPreTraining's full update (forward, backward, AdamW)."""
+def time_interleaved(builders: dict[str, Callable[[], Callable[[], None]]], warmup: int,
+                     steps: int, rounds: int) -> dict[str, list[float]]:
+    """Seconds per step of each runner, timed in turns so that all see the same machine.
+
+    builders: {name: a no-argument function that builds a runner and returns its `step`}.
+    With rounds > 1 every runner is built and warmed up first; then each round times
+    ceil(steps / rounds) steps of every runner in turn (the order reversed every other round):
+    on a shared host whose speed drifts from minute to minute (other tenants, turbo), the
+    ratios between runners then compare like with like. rounds == 1 times the runners one
+    after another, each built just before its turn and dropped after it (least memory at once).
+    """
+    if rounds <= 1:
+        out = {}
+        for name, build in builders.items():
+            out[name] = time_steps(build(), warmup, steps)
+        return out
+    runners = {}
+    for name, build in builders.items():
+        runners[name] = build()
+        time_steps(runners[name], warmup, 0)
+    per_round = -(-steps // rounds)
+    out = {name: [] for name in runners}
+    names = list(runners)
+    for r in range(rounds):
+        for name in names if r % 2 == 0 else names[::-1]:
+            out[name] += time_steps(runners[name], 0, min(per_round, steps - len(out[name])))
+    return out
+
+
+def hf_flax_train(cfg, batch, opt_cfg, dtype: str) -> Callable[[], None]:
+    """HF FlaxBertForPreTraining's full update (forward, backward, AdamW) as a blocking step."""
     import jax
     import jax.numpy as jnp
     import optax
@@ -106,11 +135,11 @@ def hf_flax_train(cfg, batch, opt_cfg, warmup: int, steps: int, dtype: str) -> l
         state["rng"] = rng
         loss.block_until_ready()
 
-    return time_steps(step, warmup, steps)
+    return step
 
 
-def torch_train(cfg, batch, opt_cfg, warmup: int, steps: int, threads: int) -> list[float]:
-    """Times PyTorch BertForPreTraining's full update (eager, CPU or CUDA if present)."""
+def torch_train(cfg, batch, opt_cfg, threads: int) -> Callable[[], None]:
+    """PyTorch BertForPreTraining's full update (eager, CPU or CUDA if present) as a step."""
     import torch
     from transformers import BertForPreTraining
 
@@ -136,4 +165,4 @@ def torch_train(cfg, batch, opt_cfg, warmup: int, steps: int, threads: int) -> l
         if device == "cuda":
             torch.cuda.synchronize()
 
-    return time_steps(step, warmup, steps)
+    return step

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import time
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -56,41 +58,71 @@ def step_flops(model_cfg, batch_size: int, seq_len: int, max_predictions: int,
     return 3.0 * batch_size * (encoder + attention + pooler + mlm)
 
 
-def measured_cpu_flops(refresh: bool = False) -> float:
-    """Sustained FP32 matmul FLOP/s of this host's CPU backend (XLA, all its cores).
+PROBE_SIZES = (1024, 2048)  # square fp32 matmuls whose rate stands for the CPU's
 
-    Cached on disk per CPU model and core count (a benchmark passes refresh=True, so that a
-    figure measured while the machine was busy cannot flatter later MFU numbers).
-    """
-    key = f"{jax.devices('cpu')[0].device_kind}/{os.cpu_count()}"
+
+def matmul_probe(n: int) -> Callable[[], None]:
+    """A no-argument call running one n x n float32 matmul (2 n^3 FLOPs) on the CPU backend."""
+    a = jnp.ones((n, n), jnp.float32, device=jax.devices("cpu")[0])
+    mm = jax.jit(lambda x: x @ x)
+    return lambda: mm(a).block_until_ready()
+
+
+def cpu_rate(times: dict[int, list[float]]) -> float:
+    """{probe size n: seconds per matmul} -> FLOP/s: the best over sizes of the median rate.
+
+    The median, not the best repeat: a single best catches turbo bursts the CPU cannot hold
+    through a training step."""
+    return max(2 * n**3 / statistics.median(t) for n, t in times.items())
+
+
+def _cpu_key() -> str:
+    return f"{jax.devices('cpu')[0].device_kind}/{os.cpu_count()}"
+
+
+def remember_cpu_flops(rate: float) -> None:
+    """Stores a measured rate as this host's (see measured_cpu_flops); best effort."""
     try:
         with open(_CACHE) as f:
             cached = json.load(f)
     except (OSError, ValueError):
         cached = {}
-    if key in cached and not refresh:
-        return float(cached[key])
-    # The sustained rate: the median of repeated square matmuls, the best over sizes. (A single
-    # best repeat catches turbo bursts the CPU cannot hold through a training step.)
-    rate = 0.0
-    for n in (1024, 2048):
-        a = jnp.ones((n, n), jnp.float32, device=jax.devices("cpu")[0])
-        mm = jax.jit(lambda x: x @ x)
-        mm(a).block_until_ready()
-        times = []
-        for _ in range(7):
-            start = time.perf_counter()
-            mm(a).block_until_ready()
-            times.append(time.perf_counter() - start)
-        rate = max(rate, 2 * n**3 / sorted(times)[len(times) // 2])
+    cached[_cpu_key()] = rate
     try:
         os.makedirs(os.path.dirname(_CACHE), exist_ok=True)
-        cached[key] = rate
         with open(_CACHE, "w") as f:
             json.dump(cached, f)
     except OSError:
         pass
+
+
+def measured_cpu_flops(refresh: bool = False) -> float:
+    """Sustained FP32 matmul FLOP/s of this host's CPU backend (XLA, all its cores).
+
+    Cached on disk per CPU model and core count (a benchmark passes refresh=True, or measures the
+    rate between its own steps and stores it, so that a figure measured while the machine was
+    busy cannot flatter later MFU numbers).
+    """
+    try:
+        with open(_CACHE) as f:
+            cached = json.load(f)
+    except (OSError, ValueError):
+        cached = {}
+    if _cpu_key() in cached and not refresh:
+        return float(cached[_cpu_key()])
+    rate = cpu_rate({n: _time(matmul_probe(n), 7) for n in PROBE_SIZES})
+    remember_cpu_flops(rate)
     return rate
+
+
+def _time(call: Callable[[], None], repeats: int) -> list[float]:
+    call()  # compile
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return times
 
 
 def peak_flops(devices=None, dtype: str = "float32", refresh: bool = False) -> float | None:

@@ -46,3 +46,40 @@ def test_profile_step_groups_op_times_by_model_part():
     assert "step ms: median" in out.stdout
     for part in ("fwd qkv", "bwd intermediate", "fwd mlm", "fwd dropout"):
         assert part in out.stdout, out.stdout
+
+
+def test_interleaved_runners_take_turns_and_each_gets_its_steps():
+    from bertjax import bench_peers
+    calls, built = [], []
+
+    def builder(name):
+        def build():
+            built.append(name)
+            return lambda: calls.append(name)
+        return build
+
+    times = bench_peers.time_interleaved({"a": builder("a"), "b": builder("b")}, warmup=1,
+                                         steps=5, rounds=3)
+    assert built == ["a", "b"] and {k: len(v) for k, v in times.items()} == {"a": 5, "b": 5}
+    # Warm-ups, then rounds of ceil(5 / 3) = 2 steps, the order reversed every other round.
+    assert calls == ["a", "b"] + ["a"] * 2 + ["b"] * 2 + ["b"] * 2 + ["a"] * 2 + ["a", "b"]
+    calls.clear(), built.clear()
+    bench_peers.time_interleaved({"a": builder("a"), "b": builder("b")}, 1, 5, rounds=1)
+    assert calls == ["a"] * 6 + ["b"] * 6 and built == ["a", "b"]
+
+
+def test_bench_command_times_the_peers_in_the_same_run():
+    env = {**os.environ, "USE_FLAX": "1", "USE_TORCH": "1"}  # conftest turns Flax models off
+    out = subprocess.run(
+        [sys.executable, "-m", "bertjax.bench", "--config", "configs/bert_tiny.py",
+         "--config.model.vocab_size=211", "--config.model.dtype=float32", "--batch_size", "4",
+         "--seq_len", "32", "--steps", "5", "--rounds", "5", "--peers", "hf_flax,torch"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert set(result["peers"]) == {"hf_flax", "torch"} and result["rounds"] == 5
+    assert result["peak_flops"] > 0 and 0 < result["mfu"]
+    for peer in result["peers"].values():
+        assert peer["bertjax_speedup"] == pytest.approx(
+            result["tokens_per_sec"] / peer["tokens_per_sec"])
+    assert "hf_flax" in out.stdout and "torch" in out.stdout
