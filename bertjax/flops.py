@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import time
 from typing import Callable
 
 import jax
@@ -110,19 +109,10 @@ def measured_cpu_flops(refresh: bool = False) -> float:
         cached = {}
     if _cpu_key() in cached and not refresh:
         return float(cached[_cpu_key()])
-    rate = cpu_rate({n: _time(matmul_probe(n), 7) for n in PROBE_SIZES})
+    from bertjax.bench_peers import time_steps  # the benchmarks' timer (no jax import there)
+    rate = cpu_rate({n: time_steps(matmul_probe(n), 1, 7) for n in PROBE_SIZES})
     remember_cpu_flops(rate)
     return rate
-
-
-def _time(call: Callable[[], None], repeats: int) -> list[float]:
-    call()  # compile
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return times
 
 
 def peak_flops(devices=None, dtype: str = "float32", refresh: bool = False) -> float | None:
