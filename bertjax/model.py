@@ -35,6 +35,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from bertjax import ops
+
 Array = jax.Array
 PyTree = Any
 
@@ -85,63 +87,6 @@ def validate_config(cfg: ml_collections.ConfigDict) -> None:
                 f"config.model.{name}={cfg[name]!r} is not one of {sorted(allowed)}")
     if cfg.layer_norm_eps <= 0:
         raise ConfigError(f"config.model.layer_norm_eps must be > 0, got {cfg.layer_norm_eps!r}")
-
-
-def _fmix32(h: Array) -> Array:
-    """MurmurHash3's 32-bit finaliser: every input bit flips each output bit with p ~ 1/2."""
-    h = h ^ (h >> 16)
-    h = h * jnp.uint32(0x85EBCA6B)
-    h = h ^ (h >> 13)
-    h = h * jnp.uint32(0xC2B2AE35)
-    return h ^ (h >> 16)
-
-
-def hash_bits(key: Array, shape: tuple[int, ...]) -> Array:
-    """uint32 random bits of `shape`: a keyed hash of each element's index (counter-based).
-
-    Two words drawn from `key` (threefry) seed two rounds of MurmurHash3's finaliser applied to
-    the flat element index: ~12 integer operations per word against threefry's ~100, and, being
-    a pure function of (key, index), the same numbers under any sharding. Good enough for
-    dropout masks (tests/test_model.py checks rates and independence); not for cryptography.
-    Indices wrap past 2^32 elements per call.
-    """
-    seed = jax.random.bits(key, (2,), jnp.uint32)
-    index = jnp.zeros(shape, jnp.uint32)
-    stride = 1
-    for axis in reversed(range(len(shape))):
-        index = index + jax.lax.broadcasted_iota(jnp.uint32, shape, axis) * jnp.uint32(stride)
-        stride = (stride * shape[axis]) % (1 << 32)
-    h = _fmix32(index * jnp.uint32(0x9E3779B9) + seed[0])
-    return _fmix32(h ^ seed[1])
-
-
-class Dropout(nn.Module):
-    """Inverted dropout with flax's nn.Dropout semantics and cheaper randomness.
-
-    Random bits come from `hash_bits` (not threefry, which made dropout ~12% of a BERT-Mini
-    step on CPU), 16 per element: each 32-bit word feeds two elements (its low and high
-    halves). An element is dropped when its 16 bits fall below round(rate * 2^16), so the
-    effective rate is that over 2^16 (0.1 -> 0.100006), and kept elements are scaled by its
-    complement: the expectation is exact. Odd last dimensions use 32 bits per element.
-    """
-    rate: float
-
-    @nn.compact
-    def __call__(self, x: Array, deterministic: bool) -> Array:
-        if deterministic or self.rate == 0.0:
-            return x
-        key = self.make_rng("dropout")
-        threshold = int(round(self.rate * 65536))
-        if x.ndim and x.shape[-1] % 2 == 0:
-            bits = hash_bits(key, x.shape[:-1] + (1, x.shape[-1] // 2))
-            # [..., 2, D/2]: the low halves for the first D/2 elements, the high halves for the
-            # rest (a broadcast shift fuses into the consumer; a concatenate does not on CPU).
-            shifts = jnp.array([[0], [16]], jnp.uint32)
-            r16 = ((bits >> shifts) & 0xFFFF).reshape(x.shape)
-        else:
-            r16 = hash_bits(key, x.shape) >> 16
-        scale = jnp.asarray(65536.0 / (65536 - threshold), x.dtype)
-        return jnp.where(r16 >= threshold, x * scale, jnp.zeros((), x.dtype))
 
 
 def _dense_init(cfg, axes):
@@ -214,7 +159,7 @@ class Embeddings(nn.Module):
             cfg.type_vocab_size, cfg.hidden_size, embedding_init=_dense_init(cfg, (None, "embed")),
             param_dtype=jnp.float32, name="token_type_embeddings")
         self.layer_norm = _layer_norm(cfg, "layer_norm")
-        self.dropout = Dropout(cfg.dropout_rate)
+        self.dropout = ops.Dropout(cfg.dropout_rate)
 
     def __call__(self, input_ids: Array, token_type_ids: Array, position_ids: Array,
                  deterministic: bool) -> Array:
@@ -237,38 +182,7 @@ class Embeddings(nn.Module):
         table = self.word_embeddings.embedding
         if bias is None:
             return jnp.einsum("...D,VD->...V", x, table.astype(x.dtype))
-        return tied_decoder(x, table, bias)
-
-
-@jax.custom_vjp
-def tied_decoder(x: Array, table: Array, bias: Array) -> Array:
-    """x [..., D] (compute dtype) @ table [V, D]^T + bias [V] -> float32 logits [..., V].
-
-    The same numbers as autodiff of the einsum, with the backward pass written so XLA:CPU needs no
-    transpose of the [..., V] cotangent (the largest array of a small BERT's step) and no slow
-    column reduction: d_table = dlogits^T x and d_bias = 1^T dlogits are both plain matmuls.
-    """
-    return _tied_decoder_fwd(x, table, bias)[0]
-
-
-def _tied_decoder_fwd(x, table, bias):
-    logits = jnp.einsum("...D,VD->...V", x, table.astype(x.dtype))
-    return logits.astype(jnp.float32) + bias, (x, table)
-
-
-def _tied_decoder_bwd(res, g):
-    x, table = res
-    d = x.shape[-1]
-    rows_x = x.reshape(-1, d)
-    rows_g = g.reshape(-1, g.shape[-1])
-    d_bias = jnp.ones((1, rows_g.shape[0]), jnp.float32) @ rows_g
-    gc = rows_g.astype(x.dtype)
-    d_x = (gc @ table.astype(x.dtype)).reshape(x.shape)
-    d_table = jnp.einsum("MV,MD->VD", gc, rows_x, preferred_element_type=jnp.float32)
-    return d_x, d_table.astype(table.dtype), d_bias[0]
-
-
-tied_decoder.defvjp(_tied_decoder_fwd, _tied_decoder_bwd)
+        return ops.tied_decoder(x, table, bias)
 
 
 class SelfAttention(nn.Module):
@@ -298,7 +212,7 @@ class SelfAttention(nn.Module):
             logits = jnp.einsum("BTNH,BSNH->BNTS", q, k) / jnp.sqrt(h).astype(dtype)
             logits = jnp.where(mask, logits.astype(jnp.float32), jnp.finfo(jnp.float32).min)
             probs = jax.nn.softmax(logits, axis=-1).astype(dtype)
-            probs = Dropout(cfg.attention_dropout_rate)(probs, deterministic=deterministic)
+            probs = ops.Dropout(cfg.attention_dropout_rate)(probs, deterministic=deterministic)
             out = jnp.einsum("BNTS,BSNH->BTNH", probs, v)
         else:
             impl = None if cfg.attention_impl == "auto" else cfg.attention_impl
@@ -320,7 +234,7 @@ class EncoderLayer(nn.Module):
         cfg = self.cfg
         dtype = DTYPES[cfg.dtype]
         act = ACTIVATIONS[cfg.hidden_act]
-        drop = Dropout(cfg.dropout_rate)
+        drop = ops.Dropout(cfg.dropout_rate)
         attention_norm = _layer_norm(cfg, "attention_norm")
         output_norm = _layer_norm(cfg, "output_norm")
 

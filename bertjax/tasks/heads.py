@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 
 from bertjax import model as bert_model
+from bertjax import ops
 
 Array = jax.Array
 
@@ -56,7 +57,7 @@ class BertForSequenceClassification(nn.Module):
         out = bert_model.BertModel(self.cfg, name="bert")(
             input_ids, token_type_ids, attention_mask, deterministic=deterministic)
         x = out["pooled_output"].astype(jnp.float32)
-        x = bert_model.Dropout(_dropout_rate(self.cfg, self.classifier_dropout))(
+        x = ops.Dropout(_dropout_rate(self.cfg, self.classifier_dropout))(
             x, deterministic=deterministic)
         logits = _head_dense(self.cfg, self.num_labels, "classifier")(x)
         return {"logits": logits, "pooled_output": out["pooled_output"]}
@@ -76,7 +77,7 @@ class BertForTokenClassification(nn.Module):
         out = bert_model.BertModel(self.cfg, name="bert")(
             input_ids, token_type_ids, attention_mask, deterministic=deterministic)
         x = out["sequence_output"].astype(jnp.float32)
-        x = bert_model.Dropout(_dropout_rate(self.cfg, self.classifier_dropout))(
+        x = ops.Dropout(_dropout_rate(self.cfg, self.classifier_dropout))(
             x, deterministic=deterministic)
         return {"logits": _head_dense(self.cfg, self.num_labels, "classifier")(x)}
 
