@@ -4,13 +4,14 @@ This is the README's quick start:
 
   python -m bertjax.train --config configs/bert_tiny.py --workdir runs/bert_tiny
 
-Expected runtime: 3 min 20 s wall for `bash launch/quickstart.sh` from a fresh clone (virtualenv
+Expected runtime: 3 min 14 s wall for `bash launch/quickstart.sh` from a fresh clone (virtualenv
   install from a warm pip cache, WordPiece training, data preparation, compilation, 400 steps in
-  2 min 17 s at ~13k tokens/s), on a 2-core Intel Xeon @ 2.50GHz with no accelerator (2026-11-21).
+  1 min 55 s at ~15-17k tokens/s), on a 2-core Intel Xeon @ 2.50GHz with no accelerator
+  (2026-11-22).
 Expected result (seed 0, 4,692 builtin documents on Python 3.11.7): train loss 8.44 (mean of
   steps 1-50) falling to 6.43 (steps 351-400); the final evaluation printed at step 400:
-  eval/loss 6.249, eval/mlm_loss 5.70 (perplexity 299), eval/mlm_accuracy 0.125,
-  eval/nsp_accuracy 0.78. A tiny model on ~1M words: the point is a working pipeline and a
+  eval/loss 6.238, eval/mlm_loss 5.69 (perplexity 297), eval/mlm_accuracy 0.121,
+  eval/nsp_accuracy 0.75. A tiny model on ~1M words: the point is a working pipeline and a
   falling loss, not a useful model.
 
 Variants (`--config configs/bert_tiny.py:VARIANT`):
