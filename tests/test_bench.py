@@ -72,7 +72,9 @@ def test_bench_command_times_the_peers_in_the_same_run():
     env = {**os.environ, "USE_FLAX": "1", "USE_TORCH": "1"}  # conftest turns Flax models off
     out = subprocess.run(
         [sys.executable, "-m", "bertjax.bench", "--config", "configs/bert_tiny.py",
-         "--config.model.vocab_size=211", "--config.model.dtype=float32", "--batch_size", "4",
+         "--config.model.vocab_size=211", "--config.model.hidden_size=32",
+         "--config.model.num_heads=2", "--config.model.intermediate_size=37",
+         "--config.model.num_layers=1", "--config.model.dtype=float32", "--batch_size", "4",
          "--seq_len", "32", "--steps", "5", "--rounds", "5", "--peers", "hf_flax,torch"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
