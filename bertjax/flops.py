@@ -79,13 +79,17 @@ def _cpu_key() -> str:
     return f"{jax.devices('cpu')[0].device_kind}/{os.cpu_count()}"
 
 
-def remember_cpu_flops(rate: float) -> None:
-    """Stores a measured rate as this host's (see measured_cpu_flops); best effort."""
+def _read_cache() -> dict:
     try:
         with open(_CACHE) as f:
-            cached = json.load(f)
+            return json.load(f)
     except (OSError, ValueError):
-        cached = {}
+        return {}
+
+
+def remember_cpu_flops(rate: float) -> None:
+    """Stores a measured rate as this host's (see measured_cpu_flops); best effort."""
+    cached = _read_cache()
     cached[_cpu_key()] = rate
     try:
         os.makedirs(os.path.dirname(_CACHE), exist_ok=True)
@@ -95,19 +99,15 @@ def remember_cpu_flops(rate: float) -> None:
         pass
 
 
-def measured_cpu_flops(refresh: bool = False) -> float:
+def measured_cpu_flops() -> float:
     """Sustained FP32 matmul FLOP/s of this host's CPU backend (XLA, all its cores).
 
-    Cached on disk per CPU model and core count (a benchmark passes refresh=True, or measures the
-    rate between its own steps and stores it, so that a figure measured while the machine was
-    busy cannot flatter later MFU numbers).
+    Cached on disk per CPU model and core count; `python -m bertjax.bench` re-measures it between
+    its own steps and stores it, so that a figure measured while the machine was busy does not
+    linger in later MFU numbers.
     """
-    try:
-        with open(_CACHE) as f:
-            cached = json.load(f)
-    except (OSError, ValueError):
-        cached = {}
-    if _cpu_key() in cached and not refresh:
+    cached = _read_cache()
+    if _cpu_key() in cached:
         return float(cached[_cpu_key()])
     from bertjax.bench_peers import time_steps  # the benchmarks' timer (no jax import there)
     rate = cpu_rate({n: time_steps(matmul_probe(n), 1, 7) for n in PROBE_SIZES})
@@ -115,7 +115,7 @@ def measured_cpu_flops(refresh: bool = False) -> float:
     return rate
 
 
-def peak_flops(devices=None, dtype: str = "float32", refresh: bool = False) -> float | None:
+def peak_flops(devices=None, dtype: str = "float32") -> float | None:
     """Total peak FLOP/s of `devices` (default: all) or None for an unknown chip.
 
     CPU devices share one host's cores: their total is the measured rate, whatever their count.
@@ -123,7 +123,7 @@ def peak_flops(devices=None, dtype: str = "float32", refresh: bool = False) -> f
     devices = jax.devices() if devices is None else devices
     kind = devices[0].device_kind
     if devices[0].platform == "cpu":
-        return measured_cpu_flops(refresh)
+        return measured_cpu_flops()
     column = 0 if dtype in ("bfloat16", "float16") else 1
     for name, peaks in sorted(PEAK_FLOPS.items(), key=lambda kv: -len(kv[0])):
         if name.lower() in kind.lower():
