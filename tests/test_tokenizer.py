@@ -137,3 +137,38 @@ def test_errors_name_the_file(tmp_path):
     corrupt.write_text("{not json", encoding="utf-8")
     with pytest.raises(tokenizer_lib.TokenizerError, match="tokenizer.json"):
         tokenizer_lib.load_tokenizer(str(corrupt))
+
+
+def test_training_gives_one_vocabulary_in_every_process(tmp_path):
+    """Equally frequent words tie on nearly every merge, and four rare letters tie at the alphabet
+    cut-off: tokenizers' own trainer breaks such ties by per-process hash order
+    (huggingface/tokenizers#1794; five processes gave five vocabularies on this corpus)."""
+    import random
+    import subprocess
+    import sys
+    r = random.Random(0)
+    words = ["".join(r.choice("abcdefghij") for _ in range(r.randint(3, 7))) for _ in range(3000)]
+    words += ["x", "y", "z", "q"]
+    r.shuffle(words)
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(" ".join(words[i:i + 12]) for i in range(0, len(words), 12)))
+    code = ("import sys; from bertjax.data import tokenizer as t; "
+            "t.train_wordpiece([sys.argv[1]], 200, True, sys.argv[2], limit_alphabet=12)")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    vocabs = []
+    for i in range(3):  # separate processes: each hashes with its own random seed
+        out = tmp_path / f"vocab{i}"
+        subprocess.run([sys.executable, "-c", code, str(corpus), str(out)], check=True,
+                       timeout=120, env={**os.environ, "PYTHONPATH": root})
+        vocabs.append((out / "vocab.txt").read_text(encoding="utf-8"))
+    assert vocabs[0] == vocabs[1] == vocabs[2]
+    vocab = vocabs[0].split("\n")[:-1]
+    assert len(vocab) == 200 and vocab[:5] == list(tokenizer_lib.SPECIAL_TOKENS)
+    # The 12-letter alphabet: the ten frequent letters, then of the four tied ones the lowest
+    # code points.
+    assert sorted(t for t in vocab if len(t) == 1) == list("abcdefghij") + ["q", "x"]
+
+
+def test_training_refuses_an_empty_text(tmp_path):
+    with pytest.raises(tokenizer_lib.TokenizerError, match="empty"):
+        tokenizer_lib.train_wordpiece(iter(["", "   "]), 100, True, str(tmp_path))

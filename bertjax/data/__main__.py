@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.command == "vocab":
         corpus = corpus_lib.open_corpus(args.corpus, args.max_line_bytes)
-        tok = tokenizer_lib.train_wordpiece(corpus.texts(), args.vocab_size, not args.cased, args.out)
+        tok = tokenizer_lib.train_wordpiece(corpus.texts, args.vocab_size, not args.cased, args.out)
         print(f"wrote {tok.get_vocab_size()} tokens to {args.out}/vocab.txt")
         return
     cfg = _data_config(args)

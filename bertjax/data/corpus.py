@@ -125,6 +125,14 @@ class Corpus:
         for doc in self.documents():
             yield from doc
 
+    def _report_skipped(self) -> None:
+        """Logs what a pass over the documents skipped, once per distinct report (tokenizer
+        training and example preparation each read the corpus, and the reports repeat)."""
+        summary = self.skipped.summary()
+        if summary != getattr(self, "_reported", None):
+            log.info(summary)
+            self._reported = summary
+
 
 def _paragraph_document(text: str) -> Document:
     """Free text with blank-line paragraphs -> one document; code-like paragraphs are dropped.
@@ -162,7 +170,7 @@ class FileCorpus(Corpus):
         self.skipped = SkipReport()
         for path in self.paths:
             yield from self._read(path)
-        log.info(self.skipped.summary())
+        self._report_skipped()
 
     def _read(self, path: str) -> Iterator[Document]:
         with open(path, "rb") as f:
@@ -241,7 +249,7 @@ class TfdsCorpus(Corpus):
                 yield doc
             else:
                 self.skipped.skip("empty_document", where)
-        log.info(self.skipped.summary())
+        self._report_skipped()
 
 
 # A fixed list, walked in this order: the builtin corpus is the same on every run of a Python version.
@@ -299,22 +307,24 @@ class BuiltinCorpus(Corpus):
     def __init__(self):
         self.skipped = SkipReport()
         self.identity = f"builtin:v2:python{sys.version.split()[0]}"
+        self._walked: str | None = None  # the walk's output, kept for later passes (~10 MB)
 
-    @staticmethod
-    def raw_texts() -> Iterator[tuple[str, str]]:
+    def raw_texts(self) -> Iterator[tuple[str, str]]:
         """(where, text) for every topic and docstring, in a fixed order.
 
         The walk runs in a fresh interpreter: a module's namespace depends on what else the
         process has imported (lazily cached attributes, threads importing in the background), so
         walking it inside a training process gave a different corpus from run to run.
         """
-        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        code = ("import json, sys; sys.path.insert(0, sys.argv[1]); "
-                "from bertjax.data.corpus import _walk_builtin; "
-                "[print(json.dumps(item)) for item in _walk_builtin()]")
-        out = subprocess.run([sys.executable, "-c", code, root], capture_output=True, text=True,
-                             check=True, env={**os.environ, "PYTHONHASHSEED": "0"}).stdout
-        for line in out.splitlines():
+        if self._walked is None:
+            root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+            code = ("import json, sys; sys.path.insert(0, sys.argv[1]); "
+                    "from bertjax.data.corpus import _walk_builtin; "
+                    "[print(json.dumps(item)) for item in _walk_builtin()]")
+            self._walked = subprocess.run(
+                [sys.executable, "-c", code, root], capture_output=True, text=True, check=True,
+                env={**os.environ, "PYTHONHASHSEED": "0"}).stdout
+        for line in self._walked.splitlines():
             where, text = json.loads(line)
             yield where, text
 
@@ -331,7 +341,7 @@ class BuiltinCorpus(Corpus):
                 yield doc
             else:
                 self.skipped.skip("no_prose", where)
-        log.info(self.skipped.summary())
+        self._report_skipped()
 
 
 def open_corpus(spec: str, max_line_bytes: int = 1_000_000) -> Corpus:

@@ -121,7 +121,7 @@ def resolve_tokenizer(cfg: ml_collections.ConfigDict, root: str,
         return tokenizer_lib.load_tokenizer(out), out
     log.info("training a %d-piece WordPiece vocabulary on %s", cfg.vocab_size, corpus.identity)
     tmp = tempfile.mkdtemp(dir=root, prefix=".tmp-tok-")
-    tokenizer_lib.train_wordpiece(corpus.texts(), cfg.vocab_size, cfg.lowercase, tmp)
+    tokenizer_lib.train_wordpiece(corpus.texts, cfg.vocab_size, cfg.lowercase, tmp)
     _publish(tmp, out)
     return tokenizer_lib.load_tokenizer(out), out
 

@@ -12,9 +12,11 @@ with `do_lower_case` so that `transformers.BertTokenizer(Fast).from_pretrained` 
 
 from __future__ import annotations
 
+import collections
+import itertools
 import json
 import os
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import tokenizers
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
@@ -186,35 +188,83 @@ def save_tokenizer(tok: tokenizers.Tokenizer, out_dir: str) -> None:
         json.dump(hf_config, f, indent=2)
 
 
-def _texts(files: list[str] | Iterator[str]) -> Iterator[str]:
-    if isinstance(files, (list, tuple)):
-        for path in files:
-            if not os.path.isfile(path):
-                raise TokenizerError(f"{path}: no such corpus file")
-            with open(path, encoding="utf-8", errors="replace") as f:
-                yield from f
-    else:
-        yield from files
+def _texts(paths: list[str]) -> Iterator[str]:
+    for path in paths:
+        if not os.path.isfile(path):
+            raise TokenizerError(f"{path}: no such corpus file")
+        with open(path, encoding="utf-8", errors="replace") as f:
+            yield from f
 
 
-def train_wordpiece(files: list[str] | Iterator[str], vocab_size: int, lowercase: bool,
-                    out_dir: str, *, min_frequency: int = 1,
-                    limit_alphabet: int = 1000) -> tokenizers.Tokenizer:
-    """Trains a BERT WordPiece vocabulary and writes out_dir/vocab.txt and tokenizer.json.
+def _line_source(texts: list[str] | Callable[[], Iterable[str]] | Iterable[str]
+                 ) -> Callable[[], Iterator[str]]:
+    """A function returning a fresh iterator over the training lines (training reads them 3x)."""
+    if callable(texts):
+        return lambda: iter(texts())
+    if isinstance(texts, (list, tuple)):
+        paths = list(texts)
+        return lambda: _texts(paths)
+    lines = list(texts)
+    return lambda: iter(lines)
 
-    files: a list of text-file paths, or any other iterable of text lines.
-    The special tokens come first: [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4.
+
+def _alphabet(lines: Iterator[str], normalizer: normalizers.Normalizer, limit: int) -> list[str]:
+    """The `limit` most frequent characters of the normalized text, ties by code point.
+
+    Whitespace (which the pre-tokenizer drops) is not counted, so the counts are those of the
+    characters of the words the trainer sees.
     """
-    if vocab_size <= len(SPECIAL_TOKENS):
-        raise TokenizerError(f"vocab_size={vocab_size} leaves no room beyond the special tokens")
+    counts: collections.Counter = collections.Counter()
+    for chunk in iter(lambda: list(itertools.islice(lines, 1024)), []):
+        counts.update(normalizer.normalize_str("\n".join(chunk)))
+    chars = sorted(((c, n) for c, n in counts.items() if not c.isspace()),
+                   key=lambda cn: (-cn[1], cn[0]))
+    return sorted(c for c, _ in chars[:limit])
+
+
+def _trained(lines: Iterator[str], lowercase: bool, vocab_size: int, min_frequency: int,
+             special_tokens: list[str], alphabet: list[str]) -> tokenizers.Tokenizer:
     tok = tokenizers.Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##",
                                                 max_input_chars_per_word=MAX_WORD_CHARS))
     tok.normalizer = _normalizer(lowercase)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    # The alphabet is given and kept whole: limit_alphabet = its size keeps exactly these chars.
     trainer = trainers.WordPieceTrainer(
-        vocab_size=vocab_size, min_frequency=min_frequency, limit_alphabet=limit_alphabet,
-        special_tokens=list(SPECIAL_TOKENS), continuing_subword_prefix="##")
-    tok.train_from_iterator(_texts(files), trainer=trainer)
+        vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=special_tokens,
+        initial_alphabet=alphabet, limit_alphabet=len(alphabet), continuing_subword_prefix="##",
+        show_progress=False)
+    tok.train_from_iterator(lines, trainer=trainer)
+    return tok
+
+
+def train_wordpiece(texts: list[str] | Callable[[], Iterable[str]] | Iterable[str],
+                    vocab_size: int, lowercase: bool, out_dir: str, *, min_frequency: int = 1,
+                    limit_alphabet: int = 1000) -> tokenizers.Tokenizer:
+    """Trains a BERT WordPiece vocabulary and writes out_dir/vocab.txt and tokenizer.json.
+
+    texts: a list of text-file paths, a function returning a fresh iterable of text lines (e.g.
+    `corpus.texts`; it is called three times), or any other iterable of lines (held in memory).
+    The special tokens come first: [PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4.
+
+    The same texts give the same vocab.txt in every process. tokenizers' own trainer does not
+    (huggingface/tokenizers#1794): it numbers the "##c" pieces in hash-map order, which changes
+    from process to process, and breaks ties between equally frequent merges by those numbers;
+    its alphabet cut-off also breaks count ties arbitrarily. So the alphabet is chosen here (the
+    limit_alphabet most frequent characters, ties by code point), a first pass with no merges finds
+    which "##c" pieces occur, and the real pass gets them, sorted, as tokens with fixed ids. The
+    merges themselves are tokenizers' BPE-style WordPiece training.
+    """
+    if vocab_size <= len(SPECIAL_TOKENS):
+        raise TokenizerError(f"vocab_size={vocab_size} leaves no room beyond the special tokens")
+    lines = _line_source(texts)
+    alphabet = _alphabet(lines(), _normalizer(lowercase), limit_alphabet)
+    if not alphabet:
+        raise TokenizerError("the training text is empty: no characters to build a vocabulary")
+    special = list(SPECIAL_TOKENS)
+    first = _trained(lines(), lowercase, 1, min_frequency, special, alphabet)
+    pieces = sorted(t for t in first.get_vocab(with_added_tokens=False)
+                    if t.startswith("##") and len(t) == 3)
+    tok = _trained(lines(), lowercase, vocab_size, min_frequency, special + pieces, alphabet)
     # Rebuild from the learnt vocabulary so a trained and a loaded tokenizer are the same object.
     tok = from_vocab(tok.get_vocab(with_added_tokens=False), lowercase, "trained vocabulary")
     save_tokenizer(tok, out_dir)
