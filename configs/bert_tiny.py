@@ -4,9 +4,9 @@ This is the README's quick start:
 
   python -m bertjax.train --config configs/bert_tiny.py --workdir runs/bert_tiny
 
-Expected runtime: 3 min 14 s wall for `bash launch/quickstart.sh` from a fresh clone (virtualenv
+Expected runtime: 3 min 28 s wall for `bash launch/quickstart.sh` from a fresh clone (virtualenv
   install from a warm pip cache, WordPiece training, data preparation, compilation, 400 steps in
-  1 min 55 s at ~15k tokens/s), on a 2-core Intel Xeon @ 2.50GHz with no accelerator
+  2 min 00 s at ~15k tokens/s), on a 2-core Intel Xeon @ 2.50GHz with no accelerator
   (2026-11-22).
 Expected result (seed 0, 4,692 builtin documents on Python 3.11.7; two runs from scratch on one
   machine logged identical metrics at every step): train loss 8.44 (mean of steps 1-50) falling
