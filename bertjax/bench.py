@@ -183,9 +183,6 @@ def run(config: ml_collections.ConfigDict, batch_size: int, seq_len: int, mode: 
         warmup: int, peers: list[str], torch_threads: int = 0, rounds: int = 5) -> dict:
     if steps_n < 5:
         raise ValueError(f"--steps must be at least 5 (the median of >= 5 steps), got {steps_n}")
-    unknown = sorted(set(peers) - {"hf_flax", "torch"})
-    if unknown:
-        raise ValueError(f"unknown peer(s) {unknown}; known: hf_flax, torch")
     config = ml_collections.ConfigDict(config.to_dict())
     p = max_predictions(seq_len)
     config.batch_size = batch_size
@@ -204,6 +201,15 @@ def run(config: ml_collections.ConfigDict, batch_size: int, seq_len: int, mode: 
         config = ft
     model_lib.validate_config(config.model)
     batch = synthetic_batch(config.model, batch_size, seq_len, p, config.seed)
+    peer_builders = {
+        "hf_flax": lambda: bench_peers.hf_flax_train(config.model, batch, config.optimizer,
+                                                     config.model.dtype),
+        "torch": lambda: bench_peers.torch_train(config.model, batch, config.optimizer,
+                                                 torch_threads),
+    }
+    unknown = sorted(set(peers) - set(peer_builders))
+    if unknown:
+        raise ValueError(f"unknown peer(s) {unknown}; known: {sorted(peer_builders)}")
     flops = flops_lib.step_flops(config.model, batch_size, seq_len, p, True)
     d, v = config.model.hidden_size, config.model.vocab_size
     if mode in ("finetune", "inference"):  # no MLM head (the classifier's [D, 2] is negligible)
@@ -216,12 +222,7 @@ def run(config: ml_collections.ConfigDict, batch_size: int, seq_len: int, mode: 
     runner = _bertjax_inference if mode == "inference" else _bertjax_train
     builders = {"bertjax": lambda: runner(config, batch)}
     for name in (peers if mode == "train" else []):
-        builders[name] = {
-            "hf_flax": lambda: bench_peers.hf_flax_train(config.model, batch, config.optimizer,
-                                                         config.model.dtype),
-            "torch": lambda: bench_peers.torch_train(config.model, batch, config.optimizer,
-                                                     torch_threads),
-        }[name]
+        builders[name] = peer_builders[name]
     on_cpu = jax.devices()[0].platform == "cpu"
     if on_cpu:
         for n in flops_lib.PROBE_SIZES:
