@@ -221,3 +221,20 @@ def test_sizes_table_matches_the_papers():
     shapes = jax.eval_shape(lambda: M.BertForPreTraining(base).init(jax.random.key(0), ids))
     n = M.count_params(shapes["params"])
     assert 109e6 < n < 111e6  # BERT-base with both pretraining heads: ~110M.
+
+
+def test_gelu_is_pytorchs_exact_gelu_with_its_gradient():
+    torch = pytest.importorskip("torch")
+    x = np.concatenate([np.linspace(-10, 10, 4001), np.random.default_rng(0).normal(0, 3, 4000)])
+    ref = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    out = torch.nn.functional.gelu(ref)  # PyTorch's default: the exact (erf) GELU
+    out.sum().backward()
+    xs = jnp.asarray(x, jnp.float32)
+    y, grad = jax.vmap(jax.value_and_grad(M.gelu))(xs)
+    np.testing.assert_allclose(y, out.detach().numpy(), atol=2e-6, rtol=1e-6)
+    np.testing.assert_allclose(grad, ref.grad.numpy(), atol=2e-6, rtol=1e-6)
+    assert M.ACTIVATIONS["gelu"] is M.gelu
+    # bf16 in, bf16 out, within bf16 rounding of the float32 result.
+    yb = M.gelu(xs.astype(jnp.bfloat16))
+    assert yb.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(yb, np.float32), y, atol=3e-2, rtol=1e-2)
