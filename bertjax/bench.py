@@ -205,7 +205,7 @@ def run(config: ml_collections.ConfigDict, batch_size: int, seq_len: int, mode: 
         "hf_flax": lambda: bench_peers.hf_flax_train(config.model, batch, config.optimizer,
                                                      config.model.dtype),
         "torch": lambda: bench_peers.torch_train(config.model, batch, config.optimizer,
-                                                 torch_threads),
+                                                 torch_threads, config.model.dtype),
     }
     unknown = sorted(set(peers) - set(peer_builders))
     if unknown:

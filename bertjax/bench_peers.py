@@ -8,6 +8,7 @@ hyper-parameters, dropout on, one jitted/compiled update per step. Peers are opt
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Callable
 
@@ -138,8 +139,12 @@ def hf_flax_train(cfg, batch, opt_cfg, dtype: str) -> Callable[[], None]:
     return step
 
 
-def torch_train(cfg, batch, opt_cfg, threads: int) -> Callable[[], None]:
-    """PyTorch BertForPreTraining's full update (eager, CPU or CUDA if present) as a step."""
+def torch_train(cfg, batch, opt_cfg, threads: int, dtype: str = "float32") -> Callable[[], None]:
+    """PyTorch BertForPreTraining's full update (eager, CPU or CUDA if present) as a step.
+
+    On CUDA, as a PyTorch user would run it: bf16/fp16 compute under autocast when `dtype` asks
+    for it (fp32 master weights, like bertjax), fused AdamW, and the model's default attention
+    (SDPA, flash kernels where they apply)."""
     import torch
     from transformers import BertForPreTraining
 
@@ -150,15 +155,19 @@ def torch_train(cfg, batch, opt_cfg, threads: int) -> Callable[[], None]:
     model = BertForPreTraining(hf_config(cfg)).to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=opt_cfg.learning_rate,
                             betas=(opt_cfg.b1, opt_cfg.b2), eps=opt_cfg.eps,
-                            weight_decay=opt_cfg.weight_decay)
+                            weight_decay=opt_cfg.weight_decay, fused=device == "cuda")
+    half = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype)
+    autocast = (torch.autocast(device, dtype=half) if half is not None and device == "cuda"
+                else contextlib.nullcontext())
     t = {k: torch.as_tensor(batch[k], dtype=torch.long, device=device)
          for k in ("input_ids", "token_type_ids", "attention_mask", "next_sentence_labels")}
     labels = torch.as_tensor(_dense_labels(batch), device=device)
 
     def step():
-        out = model(input_ids=t["input_ids"], token_type_ids=t["token_type_ids"],
-                    attention_mask=t["attention_mask"], labels=labels,
-                    next_sentence_label=t["next_sentence_labels"])
+        with autocast:
+            out = model(input_ids=t["input_ids"], token_type_ids=t["token_type_ids"],
+                        attention_mask=t["attention_mask"], labels=labels,
+                        next_sentence_label=t["next_sentence_labels"])
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         opt.step()
