@@ -21,6 +21,7 @@ import gzip
 import json
 import os
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -40,6 +41,8 @@ _CONFIG, _BATCH, _SEQ, _STEPS = (_BENCH_FLAGS[k] for k in ("config", "batch_size
                                                            "steps"))
 _PROFILE = flags.DEFINE_bool("profile", False, "Per-op times by model part (jax.profiler).")
 _MATMULS = flags.DEFINE_bool("matmuls", False, "Time single matmuls of the config's shapes.")
+_SAVE_TO = flags.DEFINE_string("save_to", None, "With --profile: also keep the compiled HLO "
+                               "(hlo.txt.gz) and the perfetto trace here, to study elsewhere.")
 
 PARTS = ("dropout", "attention_norm", "output_norm", "layer_norm", "qkv", "BTNH,BSNH",
          "BNTS,BSNH", "attention/out", "intermediate", "output/", "erf", "mlm", "/nsp/", "pooler",
@@ -112,6 +115,12 @@ def main(argv):
                 one()
             for part, ms in op_table(hlo, trace_dir, 2):
                 print(f"{ms:9.1f} ms  {part}")
+            if _SAVE_TO.value:
+                os.makedirs(_SAVE_TO.value, exist_ok=True)
+                with gzip.open(os.path.join(_SAVE_TO.value, "hlo.txt.gz"), "wt") as f:
+                    f.write(hlo)
+                for path in glob.glob(f"{trace_dir}/**/*perfetto_trace.json.gz", recursive=True):
+                    shutil.copy(path, os.path.join(_SAVE_TO.value, "trace.json.gz"))
     if _MATMULS.value:
         time_matmuls(cfg, b * s)
 

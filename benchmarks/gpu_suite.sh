@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Issue 6's GPU figures in one call on a lent H100/H200 (the device tool; see docs/PERFORMANCE.md).
+#
+#   bash benchmarks/gpu_suite.sh PART...    PART: env | check | bench | peers | flags | profile | recipe
+#
+# Uses the machine's own jax/jaxlib (CUDA) with what it lacks carried as wheels in .whl/ (gitignored;
+# fetch them with `pip download --no-deps` for the machine's Python): ml-collections, grain,
+# array-record, portpicker; the pinned flax and optax, used only when the machine's own do not run
+# bertjax; transformers<5 for Hugging Face's Flax BERT. Logs and one JSON line per bench run go
+# to $OUT.
+set -u
+OUT=${OUT:-/tmp/gpu_out}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+export PYTHONPATH=$PWD
+PY=python3
+CUDNN=(--config.model.attention_dropout_rate=0.0 --config.model.attention_impl=cudnn)
+RUN=(--peers none --rounds 1 --steps 10 --warmup 3)
+
+setup() {
+  if [ -d .whl ]; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/ml_collections-*.whl .whl/grain-*.whl .whl/array_record-*.whl .whl/portpicker-*.whl
+    $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/pins .whl/flax-*.whl .whl/optax-*.whl
+    $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/hf .whl/transformers-*.whl
+    export PYTHONPATH=$PWD:/tmp/site
+  fi
+  if ! timeout 120 $PY -m bertjax.bench --config configs/bert_tiny.py --batch_size 8 --seq_len 128 \
+      --steps 5 --peers none --rounds 1 >"$OUT/smoke.log" 2>&1; then
+    echo "bertjax does not run on this machine's flax/optax; using the project's pins"
+    tail -5 "$OUT/smoke.log"
+    export PYTHONPATH=$PWD:/tmp/pins:/tmp/site
+  fi
+}
+
+# bench NAME TIMEOUT ARGS...: one bench run; the table to stdout, the JSON line to results.jsonl.
+bench() {
+  local name=$1 limit=$2
+  shift 2
+  echo "== $name: ${XLA_FLAGS:-} $*"
+  timeout "$limit" $PY -m bertjax.bench "$@" >"$OUT/$name.log" 2>&1
+  local rc=$?
+  grep -v '^{' "$OUT/$name.log" | grep -v -i "warning\|^I[0-9]\|^W[0-9]" | tail -8
+  if [ $rc -eq 0 ]; then
+    tail -1 "$OUT/$name.log" | $PY -c "import json,sys; r=json.load(sys.stdin); r['name']='$name'; r['xla_flags']='${XLA_FLAGS:-}'; print(json.dumps(r))" >>"$OUT/results.jsonl"
+  else
+    echo "   exit $rc"; tail -3 "$OUT/$name.log"
+  fi
+}
+
+part_env() {
+  nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv
+  $PY -c "import jax, jaxlib, flax, optax, ml_collections; print('jax', jax.__version__, 'flax', flax.__version__, 'optax', optax.__version__); print(jax.devices())"
+  $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
+}
+
+part_check() { timeout 180 $PY benchmarks/gpu_check.py 2>&1 | grep -v -i warning | tee "$OUT/check.log"; }
+
+part_bench() {  # BERT-base and -large at 128 and 512, bf16, cuDNN attention, no remat; PyTorch
+  # (bf16 autocast, SDPA, fused AdamW) beside BERT-base at 128, with JAX held to 45% of the memory
+  XLA_PYTHON_CLIENT_MEM_FRACTION=0.45 bench base128 240 --config configs/bert_base.py \
+    --batch_size 256 --seq_len 128 "${CUDNN[@]}" --peers auto --rounds 1 --steps 10 --warmup 3
+  bench base512 150 --config configs/bert_base.py --batch_size 64 --seq_len 512 "${CUDNN[@]}" "${RUN[@]}"
+  bench large128 180 --config configs/bert_large.py --batch_size 256 --seq_len 128 "${CUDNN[@]}" "${RUN[@]}"
+  bench large512 180 --config configs/bert_large.py --batch_size 64 --seq_len 512 "${CUDNN[@]}" "${RUN[@]}"
+}
+
+part_peers() {  # PyTorch beside BERT-large at 512 (half the batch: both share the GPU); HF Flax BERT
+  XLA_PYTHON_CLIENT_MEM_FRACTION=0.45 bench peers_large512 300 --config configs/bert_large.py \
+    --batch_size 32 --seq_len 512 "${CUDNN[@]}" --peers torch --rounds 1 --steps 10 --warmup 3
+  PYTHONPATH=$PYTHONPATH:/tmp/hf bench hfflax_base128 300 --config configs/bert_base.py \
+    --batch_size 256 --seq_len 128 "${CUDNN[@]}" --peers hf_flax --rounds 1 --steps 10 --warmup 3
+}
+
+part_flags() {  # cuBLAS for every matmul instead of XLA's Triton GEMM choices
+  XLA_FLAGS=--xla_gpu_enable_triton_gemm=false bench base128_notriton 150 \
+    --config configs/bert_base.py --batch_size 256 --seq_len 128 "${CUDNN[@]}" "${RUN[@]}"
+  XLA_FLAGS=--xla_gpu_enable_triton_gemm=false bench large128_notriton 180 \
+    --config configs/bert_large.py --batch_size 256 --seq_len 128 "${CUDNN[@]}" "${RUN[@]}"
+}
+
+part_profile() {  # per-kernel trace + compiled HLO of two steps, kept under $OUT/prof_*
+  for spec in "large128 configs/bert_large.py 256 128" "base512 configs/bert_base.py 64 512"; do
+    set -- $spec
+    echo "== profile $1"
+    timeout 240 $PY benchmarks/profile_step.py --config "$2" --batch_size "$3" --seq_len "$4" \
+      "${CUDNN[@]}" --steps 10 --profile --save_to "$OUT/prof_$1" 2>&1 | grep -v -i "warning\|^I[0-9]\|^W[0-9]" | tail -25
+  done
+}
+
+part_recipe() {  # BERT's own attention dropout 0.1: the einsum attention path
+  bench large128_attndrop 180 --config configs/bert_large.py --batch_size 256 --seq_len 128 "${RUN[@]}"
+}
+
+setup
+for part in "$@"; do "part_$part"; done
+echo "== results"
+[ -f "$OUT/results.jsonl" ] && $PY -c "
+import json
+for line in open('$OUT/results.jsonl'):
+    r = json.loads(line)
+    peers = ' '.join(f\"{k} {v['step_ms']:.1f}ms x{v['bertjax_speedup']:.2f}\" for k, v in r['peers'].items())
+    print(f\"{r['name']:20} {r['step_ms']:8.1f} ms {r['sequences_per_sec']:8.1f} seq/s {r['model_tflops_per_sec']:7.1f} TFLOP/s MFU {100*r['mfu']:5.1f}% {peers}\")
+"
