@@ -7,8 +7,8 @@ Command (a TPU pod slice; see launch/tpu_pod.sh):
 
 Phase 1 of BERT: 900k steps at sequence 128, then phase 2 (variant "phase2"): 100k steps at 512,
 initialised from phase 1 (--config.init_from=gs://BUCKET/runs/bert_small).
-Expected runtime: not measured in this repository (no accelerator was available); estimate it from
-the perf/mfu and perf/steps_per_sec lines of the first minutes of the run.
+Expected runtime: not measured on an accelerator for this size (bert_base and bert_large were, on
+an H100); estimate it from the perf/mfu and perf/steps_per_sec lines of the first minutes of a run.
 Expected result: MLM accuracy rising towards the ~0.6-0.7 range and NSP accuracy > 0.95 on
 held-out Wikipedia, as reported for BERT; the exact value depends on the corpus.
 
