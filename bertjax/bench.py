@@ -14,6 +14,8 @@ Side by side: bertjax, its peers and (on a CPU host) the matmul-rate probe take 
 --rounds` steps at a time, so every figure and ratio comes from the same minutes of a machine
 whose speed may drift (a shared VM's other tenants, turbo). `--rounds 1` times them one after
 another instead, each model built just before its turn (least memory at once, e.g. on one GPU).
+On one GPU, JAX reserves 75% of its memory when it starts: with the PyTorch peer, run with e.g.
+XLA_PYTHON_CLIENT_MEM_FRACTION=0.45 so that PyTorch has room (benchmarks/gpu_suite.sh does).
 
 FLOPs: `bertjax.flops.step_flops` (matmul FLOPs only: 6 x matmul params per token plus attention,
 the MLM head only at masked positions); for `inference` one third of that (no backward pass), for
