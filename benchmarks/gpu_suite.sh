@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Issue 6's GPU figures in one call on a lent H100/H200 (the device tool; see docs/PERFORMANCE.md).
 #
-#   bash benchmarks/gpu_suite.sh PART...    PART: env | check | bench | peers | flags | profile | recipe
+#   bash benchmarks/wheels_for_gpu.sh          # here, once: the wheels below into .whl/
+#   bash benchmarks/gpu_suite.sh PART...    PART: env | check | bench | peers | flags | profile |
+#                                                 recipe | attn | gelu
 #
 # Uses the machine's own jax/jaxlib (CUDA) with what it lacks carried as wheels in .whl/ (gitignored;
 # fetch them with `pip download --no-deps` for the machine's Python): ml-collections, grain,
@@ -85,6 +87,21 @@ part_profile() {  # per-kernel trace + compiled HLO of two steps, kept under $OU
     timeout 240 $PY benchmarks/profile_step.py --config "$2" --batch_size "$3" --seq_len "$4" \
       "${CUDNN[@]}" --steps 10 --profile --save_to "$OUT/prof_$1" 2>&1 | grep -v -i "warning\|^I[0-9]\|^W[0-9]" | tail -25
   done
+}
+
+part_attn() {  # XLA's own attention (no custom call) against the cuDNN rows of part_bench
+  bench base128_xlaattn 150 --config configs/bert_base.py --batch_size 256 --seq_len 128 \
+    --config.model.attention_dropout_rate=0.0 --config.model.attention_impl=xla "${RUN[@]}"
+  bench large128_xlaattn 180 --config configs/bert_large.py --batch_size 256 --seq_len 128 \
+    --config.model.attention_dropout_rate=0.0 --config.model.attention_impl=xla "${RUN[@]}"
+}
+
+part_gelu() {  # google-research/bert's tanh GELU, which cuBLASLt can apply in the GEMM epilogue
+  bench large128_tanh 180 --config configs/bert_large.py --batch_size 256 --seq_len 128 \
+    "${CUDNN[@]}" --config.model.hidden_act=gelu_tanh "${RUN[@]}"
+  XLA_FLAGS=--xla_gpu_enable_cublaslt=true bench large128_tanh_lt 180 \
+    --config configs/bert_large.py --batch_size 256 --seq_len 128 "${CUDNN[@]}" \
+    --config.model.hidden_act=gelu_tanh "${RUN[@]}"
 }
 
 part_recipe() {  # BERT's own attention dropout 0.1: the einsum attention path
