@@ -59,14 +59,18 @@ def part_of(op_name: str) -> str:
     return f"{side} other"
 
 
+def trace_file(trace_dir: str) -> str:
+    """The perfetto trace jax.profiler.trace(create_perfetto_trace=True) wrote under trace_dir."""
+    return glob.glob(f"{trace_dir}/**/*perfetto_trace.json.gz", recursive=True)[0]
+
+
 def op_table(hlo: str, trace_dir: str, steps: int) -> list[tuple[str, float]]:
     names = {}
     for line in hlo.splitlines():
         m = re.match(r'\s*(?:ROOT )?%?([\w.\-]+) = .*op_name="([^"]+)"', line)
         if m:
             names[m.group(1)] = m.group(2)
-    path = glob.glob(f"{trace_dir}/**/*perfetto_trace.json.gz", recursive=True)[0]
-    with gzip.open(path) as f:
+    with gzip.open(trace_file(trace_dir)) as f:
         trace = json.load(f)
     events = trace["traceEvents"] if isinstance(trace, dict) else trace
     parts = collections.Counter()
@@ -119,8 +123,7 @@ def main(argv):
                 os.makedirs(_SAVE_TO.value, exist_ok=True)
                 with gzip.open(os.path.join(_SAVE_TO.value, "hlo.txt.gz"), "wt") as f:
                     f.write(hlo)
-                for path in glob.glob(f"{trace_dir}/**/*perfetto_trace.json.gz", recursive=True):
-                    shutil.copy(path, os.path.join(_SAVE_TO.value, "trace.json.gz"))
+                shutil.copy(trace_file(trace_dir), os.path.join(_SAVE_TO.value, "trace.json.gz"))
     if _MATMULS.value:
         time_matmuls(cfg, b * s)
 

@@ -6,7 +6,7 @@
   tied_decoder  the MLM head's tied word-embedding decoder with a hand-written VJP: no transpose
                 of the [..., V] cotangent and no column reduction for the bias gradient.
 
-docs/PERFORMANCE.md has the measurements; tests/test_model.py checks both against the plain forms.
+docs/PERFORMANCE.md has the measurements; tests/test_ops.py checks both against the plain forms.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def hash_bits(key: Array, shape: tuple[int, ...]) -> Array:
     Two words drawn from `key` (threefry) seed two rounds of MurmurHash3's finaliser applied to
     the flat element index: ~12 integer operations per word against threefry's ~100, and, being
     a pure function of (key, index), the same numbers under any sharding. Good enough for
-    dropout masks (tests/test_model.py checks rates and independence); not for cryptography.
+    dropout masks (tests/test_ops.py checks rates and independence); not for cryptography.
     Indices wrap past 2^32 elements per call.
     """
     seed = jax.random.bits(key, (2,), jnp.uint32)
