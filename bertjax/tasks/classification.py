@@ -35,12 +35,11 @@ def options(**overrides) -> ml_collections.ConfigDict:
 
 
 @base.register_task("classification")
-class ClassificationTask(base.Task):
+class ClassificationTask(finetune_data.LabelNames, base.Task):
     """config.classification: see `options`; config.data: see finetune_data.data_config."""
 
     def __init__(self, config: ml_collections.ConfigDict):
         super().__init__(config)
-        self._labels: list[str] | None = None
         self.eval_examples: list[readers.Example] = []
 
     @property
@@ -53,33 +52,19 @@ class ClassificationTask(base.Task):
 
     # -- labels -------------------------------------------------------------------------------
 
-    def set_labels(self, names: list[str]) -> None:
-        """Use these label names (e.g. read back from a checkpoint's labels.json)."""
-        self._labels = list(names)
-
     @property
     def labels(self) -> readers.LabelSpace | None:
-        if self.kind == "regression":
-            return None
-        if self._labels is None:
-            self._labels = self._find_labels()
-        return readers.LabelSpace(self._labels)
+        return None if self.kind == "regression" else readers.LabelSpace(self.label_names())
 
-    def _find_labels(self) -> list[str]:
+    def _labels_in_train(self) -> list[str]:
         data = self.config.data
-        if data.labels:
-            return [x.strip() for x in data.labels.split(",") if x.strip()]
         if data.tfds_name:
             names = readers.tfds_label_names(data.tfds_name, data.label_column,
                                              data.tfds_data_dir or None)
             if names:
                 return [str(i) for i in range(len(names))]  # TFDS stores class ids
-        rows = finetune_data.split_rows(data, "train")
-        if rows is None:
-            raise ConfigError("config.data.train (or tfds_name) is needed to find the label set, "
-                              "or give config.data.labels")
         found = []
-        for row in rows:
+        for row in self._train_rows("label set"):
             value = row.fields.get(data.label_column)
             if value is None:
                 continue  # reported as a bad row when the examples are read

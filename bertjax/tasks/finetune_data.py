@@ -20,6 +20,7 @@ import tokenizers
 
 from bertjax import config as config_lib
 from bertjax.data import tokenizer as tokenizer_lib
+from bertjax.model import ConfigError
 from bertjax.tasks import readers
 
 LABELS_FILE = "labels.json"
@@ -100,6 +101,33 @@ def split_rows(data_cfg: ml_collections.ConfigDict, split: str) -> Iterator[read
         return readers.read_tfds(data_cfg.tfds_name, name, data_cfg.tfds_data_dir or None)
     path = data_cfg[split]
     return readers.read_rows(path) if path else None
+
+
+class LabelNames:
+    """Label names of a fine-tuning task, in id order, found once and then kept: those given by
+    `set_labels` (a checkpoint's labels.json), else config.data.labels, else the ones the task's
+    `_labels_in_train` finds in the train data (sorted)."""
+
+    _labels: list[str] | None = None
+
+    def set_labels(self, names: list[str]) -> None:
+        self._labels = list(names)
+
+    def label_names(self) -> list[str]:
+        if self._labels is None:
+            given = [x.strip() for x in self.config.data.labels.split(",") if x.strip()]
+            self._labels = given or self._labels_in_train()
+        return self._labels
+
+    def _labels_in_train(self) -> list[str]:
+        raise NotImplementedError
+
+    def _train_rows(self, what: str) -> Iterator[readers.Row]:
+        rows = split_rows(self.config.data, "train")
+        if rows is None:
+            raise ConfigError(f"config.data.train (or tfds_name) is needed to find the {what}, "
+                              "or give config.data.labels")
+        return rows
 
 
 def write_labels(workdir: str | None, task: str, names: list[str]) -> None:

@@ -34,8 +34,19 @@ def _head_dense(cfg: ml_collections.ConfigDict, features: int, name: str) -> nn.
         bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (None,)), name=name)
 
 
-def _dropout_rate(cfg: ml_collections.ConfigDict, classifier_dropout: float | None) -> float:
-    return cfg.dropout_rate if classifier_dropout is None else classifier_dropout
+def _encode(cfg: ml_collections.ConfigDict, input_ids: Array, token_type_ids: Array | None,
+            attention_mask: Array | None, deterministic: bool) -> dict[str, Array]:
+    # Called inside a head's compact __call__, so the encoder is its submodule "bert".
+    return bert_model.BertModel(cfg, name="bert")(
+        input_ids, token_type_ids, attention_mask, deterministic=deterministic)
+
+
+def _classify(cfg: ml_collections.ConfigDict, x: Array, num_labels: int,
+              classifier_dropout: float | None, deterministic: bool) -> Array:
+    """Dropout (classifier_dropout, or the model's rate when None) + the "classifier" dense."""
+    rate = cfg.dropout_rate if classifier_dropout is None else classifier_dropout
+    x = ops.Dropout(rate)(x.astype(jnp.float32), deterministic=deterministic)
+    return _head_dense(cfg, num_labels, "classifier")(x)
 
 
 class BertForSequenceClassification(nn.Module):
@@ -54,12 +65,9 @@ class BertForSequenceClassification(nn.Module):
                  attention_mask: Array | None = None, *, deterministic: bool = True
                  ) -> dict[str, Any]:
         """ids: [B, S] -> {"logits": [B, C] float32, "pooled_output": [B, D]}."""
-        out = bert_model.BertModel(self.cfg, name="bert")(
-            input_ids, token_type_ids, attention_mask, deterministic=deterministic)
-        x = out["pooled_output"].astype(jnp.float32)
-        x = ops.Dropout(_dropout_rate(self.cfg, self.classifier_dropout))(
-            x, deterministic=deterministic)
-        logits = _head_dense(self.cfg, self.num_labels, "classifier")(x)
+        out = _encode(self.cfg, input_ids, token_type_ids, attention_mask, deterministic)
+        logits = _classify(self.cfg, out["pooled_output"], self.num_labels,
+                           self.classifier_dropout, deterministic)
         return {"logits": logits, "pooled_output": out["pooled_output"]}
 
 
@@ -74,12 +82,9 @@ class BertForTokenClassification(nn.Module):
                  attention_mask: Array | None = None, *, deterministic: bool = True
                  ) -> dict[str, Any]:
         """ids: [B, S] -> {"logits": [B, S, C] float32}."""
-        out = bert_model.BertModel(self.cfg, name="bert")(
-            input_ids, token_type_ids, attention_mask, deterministic=deterministic)
-        x = out["sequence_output"].astype(jnp.float32)
-        x = ops.Dropout(_dropout_rate(self.cfg, self.classifier_dropout))(
-            x, deterministic=deterministic)
-        return {"logits": _head_dense(self.cfg, self.num_labels, "classifier")(x)}
+        out = _encode(self.cfg, input_ids, token_type_ids, attention_mask, deterministic)
+        return {"logits": _classify(self.cfg, out["sequence_output"], self.num_labels,
+                                    self.classifier_dropout, deterministic)}
 
 
 class BertForQuestionAnswering(nn.Module):
@@ -91,8 +96,7 @@ class BertForQuestionAnswering(nn.Module):
                  attention_mask: Array | None = None, *, deterministic: bool = True
                  ) -> dict[str, Any]:
         """ids: [B, S] -> {"start_logits": [B, S], "end_logits": [B, S]} float32."""
-        out = bert_model.BertModel(self.cfg, name="bert")(
-            input_ids, token_type_ids, attention_mask, deterministic=deterministic)
+        out = _encode(self.cfg, input_ids, token_type_ids, attention_mask, deterministic)
         x = out["sequence_output"].astype(jnp.float32)
         logits = _head_dense(self.cfg, 2, "qa_outputs")(x)  # [B, S, 2]
         return {"start_logits": logits[..., 0], "end_logits": logits[..., 1]}

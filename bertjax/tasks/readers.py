@@ -15,7 +15,7 @@ import csv
 import dataclasses
 import json
 import os
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator
 
 from absl import logging
 import numpy as np

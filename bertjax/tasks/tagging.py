@@ -11,7 +11,6 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from bertjax.model import ConfigError
 from bertjax.tasks import base, features, finetune_data, heads, metrics, readers
 
 
@@ -25,36 +24,26 @@ def options(**overrides) -> ml_collections.ConfigDict:
 
 
 @base.register_task("tagging")
-class TaggingTask(base.Task):
+class TaggingTask(finetune_data.LabelNames, base.Task):
     """config.tagging: see `options`; config.data: see finetune_data.data_config."""
 
     def __init__(self, config: ml_collections.ConfigDict):
         super().__init__(config)
-        self._labels: list[str] | None = None
         self.eval_examples: list[readers.Example] = []
-
-    def set_labels(self, names: list[str]) -> None:
-        self._labels = list(names)
 
     @property
     def labels(self) -> readers.LabelSpace:
-        if self._labels is None:
-            data = self.config.data
-            if data.labels:
-                self._labels = [x.strip() for x in data.labels.split(",") if x.strip()]
-            else:
-                rows = finetune_data.split_rows(data, "train")
-                if rows is None:
-                    raise ConfigError("config.data.train is needed to find the tag set, "
-                                      "or give config.data.labels")
-                found = set()
-                for row in rows:
-                    tags = row.fields.get(data.label_column)
-                    if isinstance(tags, str):
-                        tags = tags.split()
-                    found.update(readers.label_string(t) for t in (tags or []))
-                self._labels = readers.LabelSpace.from_labels(found).names
-        return readers.LabelSpace(self._labels)
+        return readers.LabelSpace(self.label_names())
+
+    def _labels_in_train(self) -> list[str]:
+        data = self.config.data
+        found = set()
+        for row in self._train_rows("tag set"):
+            tags = row.fields.get(data.label_column)
+            if isinstance(tags, str):
+                tags = tags.split()
+            found.update(readers.label_string(t) for t in (tags or []))
+        return readers.LabelSpace.from_labels(found).names
 
     def build_model(self, model_cfg):
         return heads.BertForTokenClassification(model_cfg, len(self.labels),
