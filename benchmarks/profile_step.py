@@ -1,7 +1,7 @@
 """Where a pretraining step's time goes: step time, then XLA's per-op times grouped by model part.
 
     python benchmarks/profile_step.py --config configs/bert_mini.py --batch_size 32 --seq_len 128 \
-        --config.model.dtype=float32 [--steps 10] [--profile] [--matmuls]
+        --config.model.dtype=float32 [--steps 10] [--profile] [--matmuls] [--ab_options JSON]
 
 Prints the median and minimum of --steps timed train steps (the bench's own jitted, donated
 update, after 3 warm-up steps). With --profile, traces two more steps with jax.profiler and sums
@@ -11,6 +11,9 @@ on a multi-threaded CPU backend, so parts can add up to more than the step; comp
 between two versions rather than parts with each other. With --matmuls, times single matmuls of
 the config's shapes (forward, and both weight-gradient forms) to show the backend's rate on them.
 Run two versions of the code back to back to A/B a change: shared machines drift by +-15%.
+With --ab_options '{"xla_cpu_prefer_vector_width": 512}', compiles the same step a second time
+with those XLA compiler options and times the two in interleaved rounds in this one process (after
+checking that both give the same metrics), which is how XLA flags are A/B'd on a noisy host.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ _CONFIG, _BATCH, _SEQ, _STEPS = (_BENCH_FLAGS[k] for k in ("config", "batch_size
                                                            "steps"))
 _PROFILE = flags.DEFINE_bool("profile", False, "Per-op times by model part (jax.profiler).")
 _MATMULS = flags.DEFINE_bool("matmuls", False, "Time single matmuls of the config's shapes.")
+_AB_OPTIONS = flags.DEFINE_string("ab_options", None, "A JSON dict of XLA compiler options: "
+                                  "time the step compiled with them against the default.")
 _SAVE_TO = flags.DEFINE_string("save_to", None, "With --profile: also keep the compiled HLO "
                                "(hlo.txt.gz) and the perfetto trace here, to study elsewhere.")
 
@@ -97,6 +102,34 @@ def time_matmuls(cfg, tokens: int) -> None:
               f"{rate(jax.jit(lambda a, b: b.T @ a), x, g, flops=flops):.0f} GFLOP/s (median of 20)")
 
 
+def ab_options(setup, state, cfg, options: dict, rounds: int = 6, per_round: int = 3) -> None:
+    """Interleaved timing of the step compiled with and without `options`, each from a copy of
+    the live `state` (setup.state itself was donated by the first step)."""
+    runners = {}
+    for name, opts in (("default", {}), ("options", options)):
+        with jax.set_mesh(setup.mesh), nn.logical_axis_rules(sharding.rules(cfg.mesh)):
+            compiled = setup.step_fn.lower(bench.abstract_like(state), setup.batch,
+                                           setup.base_key).compile(compiler_options=opts)
+        holder = {"state": jax.tree.map(lambda x: x.copy(), state)}
+
+        def one(compiled=compiled, holder=holder):
+            with jax.set_mesh(setup.mesh):
+                holder["state"], metrics = compiled(holder["state"], setup.batch, setup.base_key)
+            return jax.block_until_ready(metrics)
+
+        runners[name] = (one, one())
+    same = jax.tree.map(lambda a, b: bool(jnp.allclose(a, b, rtol=1e-4, atol=1e-5)),
+                        runners["default"][1], runners["options"][1])
+    print(f"first-step metrics equal (rtol 1e-4): {all(jax.tree.leaves(same))}")
+    times = {name: [] for name in runners}
+    for r in range(rounds):
+        for name in (list(runners) if r % 2 == 0 else list(runners)[::-1]):
+            times[name] += bench_peers.time_steps(runners[name][0], 0, per_round)
+    for name, ts in times.items():
+        print(f"{name}: median {1e3 * statistics.median(ts):.0f} ms, min {1e3 * min(ts):.0f} ms "
+              f"({len(ts)} steps)")
+
+
 def main(argv):
     del argv
     host.tune_malloc()  # As bertjax.bench does: before JAX starts its CPU client.
@@ -126,6 +159,8 @@ def main(argv):
                 shutil.copy(trace_file(trace_dir), os.path.join(_SAVE_TO.value, "trace.json.gz"))
     if _MATMULS.value:
         time_matmuls(cfg, b * s)
+    if _AB_OPTIONS.value:
+        ab_options(setup, holder["state"], cfg, json.loads(_AB_OPTIONS.value))
 
 
 if __name__ == "__main__":

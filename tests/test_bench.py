@@ -37,15 +37,19 @@ def test_bench_refuses_fewer_than_five_steps():
         bench.run(_tiny(), 4, 32, "train", 3, 1, [])
 
 
-def test_profile_step_groups_op_times_by_model_part():
+def test_profile_step_groups_op_times_by_model_part_and_ab_tests_xla_options():
     out = subprocess.run(
         [sys.executable, "benchmarks/profile_step.py", "--config", "configs/bert_tiny.py",
          "--config.model.dtype=float32", "--batch_size", "4", "--seq_len", "32", "--steps", "2",
-         "--profile"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+         "--profile", "--ab_options", '{"xla_cpu_enable_fast_math": false}'],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "step ms: median" in out.stdout
     for part in ("fwd qkv", "bwd intermediate", "fwd mlm", "fwd dropout"):
         assert part in out.stdout, out.stdout
+    # The options' step is checked against the default one before the two are timed.
+    assert "first-step metrics equal (rtol 1e-4): True" in out.stdout, out.stdout
+    assert "default: median" in out.stdout and "options: median" in out.stdout, out.stdout
 
 
 def test_interleaved_runners_take_turns_and_each_gets_its_steps():
