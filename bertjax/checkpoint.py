@@ -32,6 +32,10 @@ SHAPE_FIELDS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "interme
                 "max_position_embeddings", "type_vocab_size", "position_embedding",
                 "pre_layer_norm", "scan_layers")
 
+# Task fields that decide what a saved head's outputs mean (softmax classes, sigmoid labels or a
+# regression value); a run resumed with another value would train on silently.
+HEAD_FIELDS = ("classification.kind",)
+
 
 class CheckpointMismatchError(ValueError):
     """The run config does not match the checkpoint in the workdir; the message names fields."""
@@ -43,6 +47,12 @@ def config_path(workdir: str) -> str:
 
 def tokenizer_dir(workdir: str) -> str:
     return os.path.join(workdir, "tokenizer")
+
+
+def has_checkpoint(workdir: str) -> bool:
+    """Whether W/checkpoints holds at least one saved step."""
+    directory = os.path.join(workdir, "checkpoints")
+    return os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))
 
 
 def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> None:
@@ -60,16 +70,55 @@ def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> None:
         if name in saved_model and saved_model[name] != config.model.get(name):
             diffs.append(f"model.{name}: checkpoint {saved_model[name]!r} vs config "
                          f"{config.model.get(name)!r}")
+    for dotted in HEAD_FIELDS:
+        section, name = dotted.split(".")
+        before = saved.get(section, {}).get(name)
+        now = config[section].get(name) if section in config else None
+        if before is not None and before != now:
+            diffs.append(f"{dotted}: checkpoint {before!r} vs config {now!r}")
     if diffs:
         raise CheckpointMismatchError(
             f"the config does not match the run in {workdir} ({path}):\n  " + "\n  ".join(diffs)
             + "\nUse a new --workdir, or the checkpoint's settings.")
 
 
+def restore_or_explain(checkpointer: "Checkpointer", step: int, target: PyTree,
+                       data_iterator: Any, workdir: str) -> PyTree:
+    """checkpointer.restore, with a mismatch of parameter shapes (e.g. a head of another size or
+    kind than the checkpoint's) raised as CheckpointMismatchError naming the workdir and step."""
+    try:
+        return checkpointer.restore(step, target, data_iterator)
+    except ValueError as e:
+        if "shape" not in str(e):
+            raise
+        raise CheckpointMismatchError(
+            f"the checkpoint in {workdir} (step {step}) does not fit this config's model: {e}\n"
+            "Use a new --workdir, or the settings the run was made with "
+            f"({config_path(workdir)}).") from None
+
+
+def _check_same_tokenizer(workdir: str, tokenizer_src: str) -> None:
+    """A resumed run must keep its vocabulary: token ids in the checkpoint refer to it."""
+    mine = os.path.join(tokenizer_dir(workdir), "vocab.txt")
+    new = os.path.join(tokenizer_src, "vocab.txt")
+    if not (os.path.exists(mine) and os.path.exists(new)):
+        return
+    with open(mine, "rb") as a, open(new, "rb") as b:
+        if a.read() != b.read():
+            raise CheckpointMismatchError(
+                f"{mine} differs from this run's vocabulary {new}: the run in {workdir} was "
+                "made with the first. Use a new --workdir, or the same tokenizer.")
+
+
 def write_run_files(workdir: str, config: ml_collections.ConfigDict, tokenizer_src: str | None):
-    """W/config.json and W/tokenizer/ (primary process only)."""
+    """W/config.json and W/tokenizer/ (primary process only). A tokenizer whose vocabulary
+    differs from the one already in W/tokenizer/ is refused before anything is written."""
     if jax.process_index() != 0:
         return
+    same_dir = tokenizer_src and os.path.abspath(tokenizer_src) == os.path.abspath(
+        tokenizer_dir(workdir))
+    if tokenizer_src and not same_dir:
+        _check_same_tokenizer(workdir, tokenizer_src)
     os.makedirs(workdir, exist_ok=True)
     tmp = config_path(workdir) + ".tmp"
     with open(tmp, "w") as f:

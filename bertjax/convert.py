@@ -377,6 +377,25 @@ def detect_format(path: str) -> str:
         "training workdir with checkpoints/")
 
 
+def model_config_of(path: str) -> ml_collections.ConfigDict:
+    """The model config of a checkpoint in any supported format, without reading its weights."""
+    kind = detect_format(path)
+    if kind == "bertjax":
+        return _read_bertjax_meta(path)[1]
+    if kind == "huggingface":
+        return _model_config(_read_json(os.path.join(path, "config.json")),
+                             os.path.join(path, "config.json"), HF_TO_OURS_ACT)
+    if kind == "google":
+        cfg_path = os.path.join(path, "bert_config.json")
+        return _model_config(_read_json(cfg_path), cfg_path, GOOGLE_TO_OURS_ACT)
+    cfg_path = os.path.join(path, "config.json")  # a training workdir: its run config
+    fields = _read_json(cfg_path).get("model")
+    if not isinstance(fields, dict):
+        raise ConvertError(f"{cfg_path}: field 'model' is missing")
+    known = config_lib.model()
+    return config_lib.model(**{k: v for k, v in fields.items() if k in known})
+
+
 def load_any(path: str, lowercase: bool | None = None, *, with_extra: bool = False):
     """Any supported format -> (model_cfg, canonical params, tokenizer or None) [+ extra dict]."""
     kind = detect_format(path)

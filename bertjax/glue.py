@@ -79,12 +79,8 @@ def apply_override(config: ml_collections.ConfigDict, dotted: str, text: str) ->
 
 def source_model_config(path: str) -> ml_collections.ConfigDict:
     """The model config of an init_from checkpoint (bertjax workdir / dir, HF, Google)."""
-    if os.path.isdir(os.path.join(path, "checkpoints")) and os.path.exists(
-            ckpt_lib.config_path(path)):  # a training workdir (HF dirs have config.json too)
-        with open(ckpt_lib.config_path(path), encoding="utf-8") as f:
-            return ml_collections.ConfigDict(json.load(f)["model"])
     from bertjax import convert  # pylint: disable=import-outside-toplevel
-    return convert.load_any(path)[0]
+    return convert.model_config_of(path)
 
 
 def task_config(name: str, init_from: str, overrides: list[tuple[str, str]],

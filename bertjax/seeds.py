@@ -19,6 +19,7 @@ from typing import Sequence
 
 import ml_collections
 from absl import app, flags
+from ml_collections import config_flags
 
 from bertjax import train
 from bertjax.model import ConfigError
@@ -79,6 +80,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     config = train._CONFIG.value  # pylint: disable=protected-access
+    train.adopt_init_from_model(config, config_flags.get_override_values(flags.FLAGS["config"]))
     seeds = parse_seeds(_SEEDS.value or config.get("seeds", "") or "")
     print(format_result(run_seeds(config, train._WORKDIR.value, seeds,  # pylint: disable=protected-access
                                   _METRIC.value)))

@@ -17,7 +17,6 @@ from typing import Any
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import app, flags
@@ -26,6 +25,7 @@ from ml_collections import config_flags
 
 from bertjax import best as best_lib
 from bertjax import checkpoint as ckpt_lib
+from bertjax import config as config_lib
 from bertjax import flops as flops_lib
 from bertjax import host, metrics_log, optim, sharding, steps
 from bertjax import model as model_lib
@@ -100,6 +100,39 @@ def _to_global(batch: dict, batch_sharding) -> dict:
         for k, v in batch.items()}
 
 
+# What a run takes from config.init_from's model when the config leaves it at its default.
+INIT_FROM_FIELDS = tuple(f for f in ckpt_lib.SHAPE_FIELDS if f != "scan_layers") + ("hidden_act",)
+
+
+def adopt_init_from_model(config: ml_collections.ConfigDict, explicit=()) -> list[str]:
+    """Sets config.model's shape fields (and hidden_act) to those of config.init_from's model
+    where the config leaves them at their BERT-base defaults and the command line did not name
+    them (`explicit`: override keys such as "model.num_layers"). So configs/classify.py, whose
+    model is BERT-base, fine-tunes a BERT-tiny or BERT-large checkpoint as it is; a value the
+    user did set and that differs still fails in _load_init_from, naming the field.
+    Returns the "model.<field>=value" changes made (also logged)."""
+    if not config.get("init_from"):
+        return []
+    from bertjax import convert  # pylint: disable=import-outside-toplevel
+    try:
+        src = convert.model_config_of(config.init_from)
+    except convert.ConvertError as e:
+        raise ConfigError(f"config.init_from={config.init_from!r}: {e}") from None
+    default = config_lib.model()
+    changed = []
+    for name in INIT_FROM_FIELDS:
+        value = src.get(name)
+        if (f"model.{name}" in explicit or value is None or config.model.get(name) == value
+                or config.model.get(name) != default.get(name)):
+            continue
+        config.model[name] = value
+        changed.append(f"model.{name}={value!r}")
+    if changed:
+        logging.info("config.init_from %s: model fields taken from it: %s", config.init_from,
+                     ", ".join(changed))
+    return changed
+
+
 def _load_init_from(path: str, task: tasks_base.Task, model_cfg, params: PyTree,
                     shardings: PyTree) -> PyTree:
     """Replaces task.pretrained_keys subtrees of `params` with those of a pretrained model."""
@@ -161,7 +194,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     W/best/, see bertjax/best.py) and "early_stopped": True when patience ran out.
     """
     workdir = os.path.abspath(workdir)
-    mesh_shape = validate(config, jax.device_count(), jax.process_count())
+    validate(config, jax.device_count(), jax.process_count())
     task_cls = tasks_base.get_task(config.task)
     task = task_cls(config)
     task.validate(config)
@@ -178,7 +211,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if vocab > config.model.vocab_size:
         raise ConfigError(f"the tokenizer has {vocab} tokens but config.model.vocab_size="
                           f"{config.model.vocab_size}; set config.model.vocab_size >= {vocab}")
-    ckpt_lib.write_run_files(workdir, config, data.tokenizer_dir)
     train_iter = data.train_iterator()
 
     model = task.build_model(config.model)
@@ -196,7 +228,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if latest is not None:
         target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                               abstract, state_sh)
-        state = checkpointer.restore(latest, target, train_iter)
+        state = ckpt_lib.restore_or_explain(checkpointer, latest, target, train_iter, workdir)
         logging.info("resumed from %s step %d", checkpointer.directory, latest)
     else:
         state = built.init(init_key, dummy)
@@ -205,6 +237,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                      param_sh)
             state = state.replace(params=params, opt_state=jax.jit(
                 tx.init, out_shardings=state_sh.opt_state)(params))
+    # Only now, with the checkpoint restored (or the run started) under this config, does the
+    # workdir's config.json / tokenizer/ change: a rejected config leaves a finished run intact.
+    ckpt_lib.write_run_files(workdir, config, data.tokenizer_dir)
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         eval_step = jax.jit(functools.partial(steps.eval_step, task=task, model=model),
                             in_shardings=(param_sh, batch_in), out_shardings=replicated)
@@ -356,7 +391,9 @@ def main(argv):
     logging.getLogger().setLevel(logging.INFO)
     logging.getLogger("absl").addFilter(_QuietOrbax())
     initialize_distributed()
-    summary = train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    config = _CONFIG.value
+    adopt_init_from_model(config, config_flags.get_override_values(flags.FLAGS["config"]))
+    summary = train_and_evaluate(config, _WORKDIR.value)
     if summary["preempted"]:
         logging.info("preempted at step %d; exiting with status 0", summary["step"])
 

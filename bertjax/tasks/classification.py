@@ -58,7 +58,7 @@ class ClassificationTask(finetune_data.LabelNames, base.Task):
 
     def _labels_in_train(self) -> list[str]:
         data = self.config.data
-        if data.tfds_name:
+        if finetune_data.uses_tfds(data):
             names = readers.tfds_label_names(data.tfds_name, data.label_column,
                                              data.tfds_data_dir or None)
             if names:

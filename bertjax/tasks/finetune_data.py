@@ -18,6 +18,7 @@ import ml_collections
 import numpy as np
 import tokenizers
 
+from bertjax import checkpoint
 from bertjax import config as config_lib
 from bertjax.data import tokenizer as tokenizer_lib
 from bertjax.model import ConfigError
@@ -32,7 +33,7 @@ def data_config(**overrides) -> ml_collections.ConfigDict:
     c.train = ""  # Local training file (.csv, .tsv, .jsonl; .json for SQuAD).
     c.validation = ""  # Local dev file: evaluated every eval_every_steps.
     c.test = ""  # Local test file (labels not needed): used by bertjax.predict.
-    c.tfds_name = ""  # A TFDS dataset instead of files, e.g. "glue/sst2", "squad/v2.0".
+    c.tfds_name = ""  # A TFDS dataset, e.g. "glue/sst2", "squad/v2.0"; unused once a file is set.
     c.tfds_data_dir = ""  # TFDS data_dir ("" = TFDS's default); nothing is ever downloaded.
     c.train_split = "train"  # TFDS split names.
     c.validation_split = "validation"
@@ -92,9 +93,17 @@ def load_tokenizer(config: ml_collections.ConfigDict) -> tuple[tokenizers.Tokeni
         f"vocab.txt or tokenizer.json (looked in {candidates or 'nothing'})")
 
 
+def uses_tfds(data_cfg: ml_collections.ConfigDict) -> bool:
+    """TFDS is the source when tfds_name is set and no local file is: a config whose default is
+    a TFDS dataset (configs/squad.py) reads the user's files once train / validation / test
+    are given."""
+    return bool(data_cfg.tfds_name) and not any(
+        data_cfg.get(split) for split in ("train", "validation", "test"))
+
+
 def split_rows(data_cfg: ml_collections.ConfigDict, split: str) -> Iterator[readers.Row] | None:
     """Rows of split "train" | "validation" | "test", or None when it is not configured."""
-    if data_cfg.tfds_name:
+    if uses_tfds(data_cfg):
         name = data_cfg[f"{split}_split"]
         if not name:
             return None
@@ -138,11 +147,14 @@ def write_labels(workdir: str | None, task: str, names: list[str]) -> None:
     path = os.path.join(workdir, LABELS_FILE)
     if os.path.exists(path):
         old = read_labels(workdir)
-        if old != names:
+        if old == names:
+            return
+        # Before the first checkpoint nothing depends on the old set (a first try that stopped
+        # at a data error, say): the new one replaces it.
+        if checkpoint.has_checkpoint(workdir):
             raise readers.DataError(
                 f"{path} holds labels {old} but this run's data gives {names}: a resumed run "
                 "must keep its label set (set config.data.labels, or use a new workdir)")
-        return
     with open(path, "w", encoding="utf-8") as f:
         json.dump({"task": task, "labels": names}, f, indent=1)
 

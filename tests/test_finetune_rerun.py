@@ -1,0 +1,111 @@
+"""Running the trainer again on a fine-tuning workdir: a rejected config leaves the finished run
+intact, a first try that failed on its data can be retried, and init_from's model shape is taken
+when the config leaves it at its default."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from bertjax import checkpoint as ckpt_lib
+from bertjax import train
+from bertjax.model import ConfigError
+from bertjax.tasks import finetune_data, readers
+from configs import classify as classify_config
+from test_finetune_classify import make_config, write_csv
+
+
+def _config(tmp_path, name, steps):
+    (tmp_path / name).mkdir()
+    return make_config(tmp_path / name, steps=steps)
+
+
+def _snapshot(workdir):
+    files = ("config.json", "labels.json", os.path.join("tokenizer", "vocab.txt"))
+    return {name: open(os.path.join(workdir, name), "rb").read() for name in files}
+
+
+def test_rejected_rerun_leaves_the_finished_run_intact(tmp_path):
+    workdir = str(tmp_path / "run")
+    train.train_and_evaluate(_config(tmp_path, "first", 2), workdir)
+    before = _snapshot(workdir)
+
+    other_kind = _config(tmp_path, "kind", 4)
+    other_kind.classification.kind = "multilabel"  # same head shape, other meaning
+    other_kind.classification.metrics = ("f1_micro",)
+    with pytest.raises(ckpt_lib.CheckpointMismatchError,
+                       match="classification.kind: checkpoint 'single' vs config 'multilabel'"):
+        train.train_and_evaluate(other_kind, workdir)
+    assert _snapshot(workdir) == before
+
+    other_vocab = _config(tmp_path, "vocab", 4)
+    vocab = os.path.join(other_vocab.data.tokenizer, "vocab.txt")
+    with open(vocab, "a") as f:
+        f.write("bird\n")
+    with pytest.raises(ckpt_lib.CheckpointMismatchError, match="differs from this run's vocab"):
+        train.train_and_evaluate(other_vocab, workdir)
+    assert _snapshot(workdir) == before
+
+
+def test_restore_of_another_shape_is_a_mismatch_error(tmp_path):
+    checkpointer = ckpt_lib.Checkpointer(str(tmp_path), async_save=False)
+    checkpointer.manager.save(1, args=ckpt_lib.ocp.args.Composite(
+        state=ckpt_lib.ocp.args.StandardSave({"w": np.zeros((4, 2), np.float32)})))
+    checkpointer.wait()
+    one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    target = {"w": jax.ShapeDtypeStruct((4, 1), np.float32, sharding=one)}
+    with pytest.raises(ckpt_lib.CheckpointMismatchError, match=r"\(step 1\) does not fit"):
+        ckpt_lib.restore_or_explain(checkpointer, 1, target, None, str(tmp_path))
+
+
+def test_first_try_that_failed_on_its_data_can_be_retried(tmp_path):
+    cfg = make_config(tmp_path, steps=2)
+    cfg.classification.metrics = ("accuracy", "f1_macro")  # f1 is for two classes
+    with open(cfg.data.validation, "a") as f:
+        f.write("the cat sat,maybe\n")
+    workdir = str(tmp_path / "run")
+    with pytest.raises(readers.DataError, match="unknown label 'maybe'"):
+        train.train_and_evaluate(cfg, workdir)
+    with open(cfg.data.train, "a") as f:  # the fix: the train set gets the third class
+        f.write("the dog ran,maybe\n")
+    assert train.train_and_evaluate(cfg, workdir)["step"] == 2
+    assert finetune_data.read_labels(workdir) == ["maybe", "neg", "pos"]
+
+
+def _workdir_with_model(path, **model):
+    os.makedirs(os.path.join(path, "checkpoints"))
+    with open(os.path.join(path, "config.json"), "w") as f:
+        json.dump({"task": "pretraining", "model": model}, f)
+    return str(path)
+
+
+def test_init_from_model_shape_is_taken_where_the_config_keeps_its_default(tmp_path):
+    src = _workdir_with_model(tmp_path / "tiny", vocab_size=99, hidden_size=32, num_layers=2,
+                              num_heads=2, intermediate_size=37, max_position_embeddings=64,
+                              hidden_act="gelu_new")
+    cfg = classify_config.get_config("single")  # BERT-base model fields
+    cfg.init_from = src
+    cfg.model.max_position_embeddings = 128  # set in the config file: kept
+    changed = train.adopt_init_from_model(cfg, explicit={"model.num_layers": 4})
+    cfg_model = cfg.model
+    assert (cfg_model.vocab_size, cfg_model.hidden_size, cfg_model.num_heads,
+            cfg_model.intermediate_size, cfg_model.hidden_act) == (99, 32, 2, 37, "gelu_new")
+    assert cfg_model.num_layers == 12  # named on the command line: not the checkpoint's 2
+    assert cfg_model.max_position_embeddings == 128
+    assert "model.hidden_size=32" in changed and not any("num_layers" in c for c in changed)
+
+    cfg.init_from = str(tmp_path / "nothing")
+    with pytest.raises(ConfigError, match=r"config.init_from=.*nothing.*no such file"):
+        train.adopt_init_from_model(cfg)
+
+
+def test_local_files_replace_the_configs_default_tfds_dataset(tmp_path):
+    data = finetune_data.data_config(tfds_name="squad")
+    assert finetune_data.uses_tfds(data)
+    data.train = write_csv(tmp_path / "t.csv", [("a cat", "pos")])
+    assert not finetune_data.uses_tfds(data)
+    rows = list(finetune_data.split_rows(data, "train"))
+    assert [r.fields["text"] for r in rows] == ["a cat"]
+    assert finetune_data.split_rows(data, "validation") is None
