@@ -125,18 +125,34 @@ def test_qa_windows_doc_stride_offsets_and_positions():
     assert starts[:3] == [0, 0, 0] and ends[:3] == [0, 0, 0]
     last = n_windows - 1
     assert tok.id_to_token(int(w.arrays["input_ids"][last, starts[last]])) == "paris"
-    a, b = w.offsets[last, starts[last]]
+    a, b = w.word_offsets[last, starts[last]]
     assert context[a:b] == "paris"
     # Question tokens and specials have no offsets; type ids are 1 from the context on.
-    assert (w.offsets[:, :6] == -1).all()
+    assert (w.word_offsets[:, :6] == -1).all()
     assert w.arrays["token_type_ids"][0, :6].tolist() == [0] * 6
     assert w.arrays["token_type_ids"][0, 6] == 1
     # Each context token is max-context in exactly one window.
     for token in range(21):
         owners = [v for v in range(n_windows) for j in range(16)
-                  if w.max_context[v, j] and w.offsets[v, j, 0] == tok.encode(
+                  if w.max_context[v, j] and w.word_offsets[v, j, 0] == tok.encode(
                       context, add_special_tokens=False).offsets[token][0]]
         assert len(owners) == 1, token
+
+
+def test_qa_positions_span_every_piece_of_the_answer_words():
+    tok = tiny_tokenizer()
+    context = "the cats sat on the unknown mat ."  # cats -> cat ##s, unknown -> un ##known
+    answers = ["cats sat", "the unknown"]
+    examples = [readers.QAExample("x", a, "what ?", context, [a], [context.index(a)])
+                for a in answers]
+    w = features.encode_qa(tok, examples, max_seq_length=16, doc_stride=8, max_query_length=4)
+    firsts, lasts = w.arrays["start_positions"], w.arrays["end_positions"]
+    for row, (answer, first, last) in enumerate(zip(answers, ("cat", "the"), ("sat", "##known"))):
+        ids = w.arrays["input_ids"][row]
+        assert tok.id_to_token(int(ids[firsts[row]])) == first
+        assert tok.id_to_token(int(ids[lasts[row]])) == last
+        a, b = w.word_offsets[row, firsts[row], 0], w.word_offsets[row, lasts[row], 1]
+        assert context[a:b] == answer
 
 
 def test_squad_json_reader(tmp_path):
