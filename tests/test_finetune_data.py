@@ -40,7 +40,7 @@ def test_label_space_is_sorted_and_deterministic():
 def test_unknown_label_is_an_error_naming_file_and_line(tmp_path):
     path = write(tmp_path / "dev.tsv", "sentence\tlabel\nthe cat\tpos\nthe dog\tmaybe\n")
     rows = readers.read_rows(path)
-    with pytest.raises(readers.DataError, match=rf"dev.tsv:3: unknown label 'maybe'"):
+    with pytest.raises(readers.DataError, match=r"dev.tsv:3: unknown label 'maybe'"):
         readers.text_examples(rows, kind="classification", text_column="sentence",
                               text_pair_column=None, label_column="label",
                               labels=readers.LabelSpace(["neg", "pos"]),
@@ -170,3 +170,52 @@ def test_squad_json_reader(tmp_path):
     with pytest.raises(readers.DataError, match=r"qas\[1\]: no answers"):
         readers.qa_examples(readers.read_rows(str(path)), bad=readers.BadRows("error", "v"),
                             allow_no_answer=False)
+
+
+def squad_examples(path, policy="error", allow_no_answer=False):
+    bad = readers.BadRows(policy, "validation")
+    examples = readers.qa_examples(readers.read_rows(str(path)), bad=bad,
+                                   allow_no_answer=allow_no_answer)
+    return examples, bad
+
+
+def test_squad_json_syntax_errors_name_file_line_and_column(tmp_path):
+    doc = {"data": [{"paragraphs": [{"context": "mary lives in paris .", "qas": []}]}]}
+    path = tmp_path / "dev.json"
+    path.write_text(json.dumps(doc)[:-5])  # truncated
+    with pytest.raises(readers.DataError, match=r"dev\.json:1:\d+: invalid JSON \(Expecting"):
+        squad_examples(path)
+    path.write_text('{"data": [\n {"paragraphs": [\n  {"context": "x", "qas": [}]}\n]}\n')
+    with pytest.raises(readers.DataError, match=r"dev\.json:3:\d+: invalid JSON"):
+        squad_examples(path)
+
+
+def test_squad_json_bad_questions_are_bad_rows_and_bad_structure_an_error(tmp_path):
+    ok = {"id": "a", "question": "where ?", "answers": [{"text": "paris", "answer_start": 14}]}
+    qas = [ok,
+           {"id": "b", "question": "who ?", "answers": [{"answer_start": 0}]},
+           {"id": "c", "question": "who ?", "answers": [{"text": "mary"}]},
+           {"id": "d", "question": "who ?", "answers": {"text": "mary", "answer_start": 0}},
+           "not a question"]
+    doc = {"data": [{"paragraphs": [{"context": "mary lives in paris .", "qas": qas}]}]}
+    path = tmp_path / "dev.json"
+    path.write_text(json.dumps(doc))
+    at = f"{path}:data[0].paragraphs[0]"
+    with pytest.raises(readers.DataError, match=r"qas\[1\]: answer 0 has no 'text' \(set "):
+        squad_examples(path)
+    examples, bad = squad_examples(path, policy="skip")
+    assert [e.uid for e in examples] == ["a"]
+    assert bad.skipped == [
+        f"{at}.qas[1]: answer 0 has no 'text'",
+        f"{at}.qas[2]: answer 0 has no 'answer_start'",
+        f"{at}.qas[3]: 'answers' must be a list of objects {{text, answer_start}}",
+        f"{at}.qas[4]: a question must be a JSON object, not str"]
+    # Above the questions, a malformed file is an error whatever the policy.
+    doc["data"][0]["paragraphs"].append(["not", "a", "paragraph"])
+    path.write_text(json.dumps(doc))
+    with pytest.raises(readers.DataError,
+                       match=r"data\[0\]\.paragraphs\[1\]: a paragraph must be a JSON object"):
+        squad_examples(path, policy="skip")
+    path.write_text(json.dumps({"data": {"paragraphs": []}}))
+    with pytest.raises(readers.DataError, match=r"dev\.json: 'data' must be a JSON list, not dict"):
+        squad_examples(path, policy="skip")
