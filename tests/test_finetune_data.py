@@ -40,7 +40,7 @@ def test_label_space_is_sorted_and_deterministic():
 def test_unknown_label_is_an_error_naming_file_and_line(tmp_path):
     path = write(tmp_path / "dev.tsv", "sentence\tlabel\nthe cat\tpos\nthe dog\tmaybe\n")
     rows = readers.read_rows(path)
-    with pytest.raises(readers.DataError, match=rf"dev.tsv:3: unknown label 'maybe'"):
+    with pytest.raises(readers.DataError, match=r"dev.tsv:3: unknown label 'maybe'"):
         readers.text_examples(rows, kind="classification", text_column="sentence",
                               text_pair_column=None, label_column="label",
                               labels=readers.LabelSpace(["neg", "pos"]),
@@ -125,18 +125,34 @@ def test_qa_windows_doc_stride_offsets_and_positions():
     assert starts[:3] == [0, 0, 0] and ends[:3] == [0, 0, 0]
     last = n_windows - 1
     assert tok.id_to_token(int(w.arrays["input_ids"][last, starts[last]])) == "paris"
-    a, b = w.offsets[last, starts[last]]
+    a, b = w.word_offsets[last, starts[last]]
     assert context[a:b] == "paris"
     # Question tokens and specials have no offsets; type ids are 1 from the context on.
-    assert (w.offsets[:, :6] == -1).all()
+    assert (w.word_offsets[:, :6] == -1).all()
     assert w.arrays["token_type_ids"][0, :6].tolist() == [0] * 6
     assert w.arrays["token_type_ids"][0, 6] == 1
     # Each context token is max-context in exactly one window.
     for token in range(21):
         owners = [v for v in range(n_windows) for j in range(16)
-                  if w.max_context[v, j] and w.offsets[v, j, 0] == tok.encode(
+                  if w.max_context[v, j] and w.word_offsets[v, j, 0] == tok.encode(
                       context, add_special_tokens=False).offsets[token][0]]
         assert len(owners) == 1, token
+
+
+def test_qa_positions_span_every_piece_of_the_answer_words():
+    tok = tiny_tokenizer()
+    context = "the cats sat on the unknown mat ."  # cats -> cat ##s, unknown -> un ##known
+    answers = ["cats sat", "the unknown"]
+    examples = [readers.QAExample("x", a, "what ?", context, [a], [context.index(a)])
+                for a in answers]
+    w = features.encode_qa(tok, examples, max_seq_length=16, doc_stride=8, max_query_length=4)
+    firsts, lasts = w.arrays["start_positions"], w.arrays["end_positions"]
+    for row, (answer, first, last) in enumerate(zip(answers, ("cat", "the"), ("sat", "##known"))):
+        ids = w.arrays["input_ids"][row]
+        assert tok.id_to_token(int(ids[firsts[row]])) == first
+        assert tok.id_to_token(int(ids[lasts[row]])) == last
+        a, b = w.word_offsets[row, firsts[row], 0], w.word_offsets[row, lasts[row], 1]
+        assert context[a:b] == answer
 
 
 def test_squad_json_reader(tmp_path):
@@ -154,3 +170,52 @@ def test_squad_json_reader(tmp_path):
     with pytest.raises(readers.DataError, match=r"qas\[1\]: no answers"):
         readers.qa_examples(readers.read_rows(str(path)), bad=readers.BadRows("error", "v"),
                             allow_no_answer=False)
+
+
+def squad_examples(path, policy="error", allow_no_answer=False):
+    bad = readers.BadRows(policy, "validation")
+    examples = readers.qa_examples(readers.read_rows(str(path)), bad=bad,
+                                   allow_no_answer=allow_no_answer)
+    return examples, bad
+
+
+def test_squad_json_syntax_errors_name_file_line_and_column(tmp_path):
+    doc = {"data": [{"paragraphs": [{"context": "mary lives in paris .", "qas": []}]}]}
+    path = tmp_path / "dev.json"
+    path.write_text(json.dumps(doc)[:-5])  # truncated
+    with pytest.raises(readers.DataError, match=r"dev\.json:1:\d+: invalid JSON \(Expecting"):
+        squad_examples(path)
+    path.write_text('{"data": [\n {"paragraphs": [\n  {"context": "x", "qas": [}]}\n]}\n')
+    with pytest.raises(readers.DataError, match=r"dev\.json:3:\d+: invalid JSON"):
+        squad_examples(path)
+
+
+def test_squad_json_bad_questions_are_bad_rows_and_bad_structure_an_error(tmp_path):
+    ok = {"id": "a", "question": "where ?", "answers": [{"text": "paris", "answer_start": 14}]}
+    qas = [ok,
+           {"id": "b", "question": "who ?", "answers": [{"answer_start": 0}]},
+           {"id": "c", "question": "who ?", "answers": [{"text": "mary"}]},
+           {"id": "d", "question": "who ?", "answers": {"text": "mary", "answer_start": 0}},
+           "not a question"]
+    doc = {"data": [{"paragraphs": [{"context": "mary lives in paris .", "qas": qas}]}]}
+    path = tmp_path / "dev.json"
+    path.write_text(json.dumps(doc))
+    at = f"{path}:data[0].paragraphs[0]"
+    with pytest.raises(readers.DataError, match=r"qas\[1\]: answer 0 has no 'text' \(set "):
+        squad_examples(path)
+    examples, bad = squad_examples(path, policy="skip")
+    assert [e.uid for e in examples] == ["a"]
+    assert bad.skipped == [
+        f"{at}.qas[1]: answer 0 has no 'text'",
+        f"{at}.qas[2]: answer 0 has no 'answer_start'",
+        f"{at}.qas[3]: 'answers' must be a list of objects {{text, answer_start}}",
+        f"{at}.qas[4]: a question must be a JSON object, not str"]
+    # Above the questions, a malformed file is an error whatever the policy.
+    doc["data"][0]["paragraphs"].append(["not", "a", "paragraph"])
+    path.write_text(json.dumps(doc))
+    with pytest.raises(readers.DataError,
+                       match=r"data\[0\]\.paragraphs\[1\]: a paragraph must be a JSON object"):
+        squad_examples(path, policy="skip")
+    path.write_text(json.dumps({"data": {"paragraphs": []}}))
+    with pytest.raises(readers.DataError, match=r"dev\.json: 'data' must be a JSON list, not dict"):
+        squad_examples(path, policy="skip")

@@ -5,9 +5,10 @@ import json
 import numpy as np
 
 from bertjax import train
-from bertjax.tasks import base
+from bertjax.tasks import base, features, readers, squad_decode
 from configs import squad as squad_config
 from test_finetune_classify import tiny_model, write_vocab
+from test_finetune_data import tiny_tokenizer
 
 CONTEXT = "the cat sat on the mat . the dog ran to the big red house ."
 
@@ -54,3 +55,31 @@ def test_squad_trains_and_decodes(tmp_path):
         preds.append({"start_logits": start, "end_logits": end})
     scores = task.evaluate_predictions(preds, batches)
     assert scores["exact_match"] == 1.0 and scores["f1"] == 1.0
+
+
+def test_answers_are_whole_words_when_the_best_span_starts_or_ends_inside_one():
+    tok = tiny_tokenizer()
+    context = "the cats sat on the unknown mat."  # cats -> cat ##s, unknown -> un ##known
+    ex = readers.QAExample("x", "q", "what sat ?", context, [], [])
+    w = features.encode_qa(tok, [ex], max_seq_length=20, doc_stride=8, max_query_length=8)
+    pieces = [tok.id_to_token(int(i)) for i in w.arrays["input_ids"][0]]
+
+    def best_span(start_pieces, end_piece):
+        start, end = np.full((1, 20), -5.0), np.full((1, 20), -5.0)
+        for piece, logit in start_pieces.items():
+            start[0, pieces.index(piece)] = logit
+        end[0, pieces.index(end_piece)] = 5.0
+        return squad_decode.decode_example(context, start, end, w.word_offsets, w.max_context)
+
+    # Starts at the inner piece ##s, ends at the first piece of "unknown": whole words.
+    best, nbest = best_span({"##s": 5.0, "cat": 4.0}, "un")
+    assert best.text == "cats sat on the unknown"
+    assert (best.start_char, best.end_char) == (4, 27)
+    assert best.score == 10.0  # "cat"..."un" gives the same text, with a lower score
+    texts = [a.text for a in nbest]
+    assert len(texts) == len(set(texts))
+    # Ends at the inner piece ##known; the "." after "mat" is a word of its own.
+    best, _ = best_span({"##known": 5.0}, "##known")
+    assert best.text == "unknown"
+    best, _ = best_span({"##known": 5.0}, "mat")
+    assert best.text == "unknown mat"

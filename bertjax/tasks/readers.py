@@ -97,22 +97,65 @@ def _read_jsonl(path: str) -> Iterator[Row]:
             yield Row(f"{path}:{number}", fields)
 
 
+def _load_json(path: str) -> Any:
+    """A whole JSON file; a syntax error names its line and column."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+
+
+def _json_list(value: Any, where: str, what: str) -> list:
+    if not isinstance(value, list):
+        raise DataError(f"{where}: {what} must be a JSON list, not {type(value).__name__}")
+    return value
+
+
+def _json_object(value: Any, where: str, what: str) -> dict:
+    if not isinstance(value, dict):
+        raise DataError(f"{where}: {what} must be a JSON object, not {type(value).__name__}")
+    return value
+
+
+def _squad_question(qa: Any, context: Any) -> dict[str, Any]:
+    """One SQuAD question -> Row fields, answers laid out as TFDS does ({text: [..], answer_start:
+    [..]}). An answer lacking a field gives None there, for qa_examples to name; a question that
+    is not an object, or whose answers are not a list of objects, gets an "__invalid__" reason.
+    """
+    if not isinstance(qa, dict):
+        return {"__invalid__": f"a question must be a JSON object, not {type(qa).__name__}"}
+    fields = {"id": qa.get("id"), "question": qa.get("question"), "context": context,
+              "is_impossible": qa.get("is_impossible", False)}
+    answers = qa.get("answers", [])
+    if not isinstance(answers, list) or not all(isinstance(x, dict) for x in answers):
+        fields["__invalid__"] = "'answers' must be a list of objects {text, answer_start}"
+        return fields
+    fields["answers"] = {"text": [x.get("text") for x in answers],
+                         "answer_start": [x.get("answer_start") for x in answers]}
+    return fields
+
+
 def _read_squad_json(path: str) -> Iterator[Row]:
-    """The official SQuAD v1.1/v2.0 JSON: data -> paragraphs -> qas, one Row per question."""
-    with open(path, encoding="utf-8") as f:
-        doc = json.load(f)
+    """The official SQuAD v1.1/v2.0 JSON: data -> paragraphs -> qas, one Row per question.
+
+    A file that is not valid JSON or not shaped as SQuAD down to the question lists raises
+    DataError naming the place (line:column, or data[i].paragraphs[j]); a bad question is a bad
+    row at data[i].paragraphs[j].qas[k], left to on_bad_row.
+    """
+    doc = _load_json(path)
     if not isinstance(doc, dict) or "data" not in doc:
         raise DataError(f"{path}: not a SQuAD JSON file (no top-level 'data')")
-    for a, article in enumerate(doc["data"]):
-        for p, paragraph in enumerate(article.get("paragraphs", [])):
-            for q, qa in enumerate(paragraph.get("qas", [])):
-                answers = qa.get("answers", [])
-                yield Row(f"{path}:data[{a}].paragraphs[{p}].qas[{q}]", {
-                    "id": qa.get("id"), "question": qa.get("question"),
-                    "context": paragraph.get("context"),
-                    "answers": {"text": [x["text"] for x in answers],
-                                "answer_start": [x["answer_start"] for x in answers]},
-                    "is_impossible": qa.get("is_impossible", False)})
+    for a, article in enumerate(_json_list(doc["data"], path, "'data'")):
+        where = f"{path}:data[{a}]"
+        paragraphs = _json_object(article, where, "an article").get("paragraphs", [])
+        for p, paragraph in enumerate(_json_list(paragraphs, where, "'paragraphs'")):
+            at = f"{where}.paragraphs[{p}]"
+            paragraph = _json_object(paragraph, at, "a paragraph")
+            for q, qa in enumerate(_json_list(paragraph.get("qas", []), at, "'qas'")):
+                yield Row(f"{at}.qas[{q}]", _squad_question(qa, paragraph.get("context")))
 
 
 def read_rows(path: str) -> Iterator[Row]:
@@ -333,6 +376,16 @@ def tagging_examples(rows: Iterable[Row], *, tokens_column: str, tags_column: st
     return out
 
 
+def _answer_start(k: int, start: Any) -> int:
+    """Answer k's answer_start as an int, or raises KeyError with the reason."""
+    if start is None:
+        raise KeyError(f"answer {k} has no 'answer_start'")
+    try:
+        return int(start)
+    except (TypeError, ValueError):
+        raise KeyError(f"answer {k}: answer_start {start!r} is not an integer") from None
+
+
 def qa_examples(rows: Iterable[Row], *, bad: BadRows, allow_no_answer: bool,
                 with_labels: bool = True) -> list[QAExample]:
     """Rows with id, question, context, answers {text: [...], answer_start: [...]} -> QAExamples.
@@ -348,13 +401,18 @@ def qa_examples(rows: Iterable[Row], *, bad: BadRows, allow_no_answer: bool,
             texts, starts = [], []
             if with_labels:
                 answers = _field(row, "answers")
+                if not isinstance(answers, dict):
+                    raise KeyError("'answers' must be an object {text: [...], answer_start: [...]}")
                 texts, starts = list(answers.get("text", [])), list(answers.get("answer_start", []))
                 if len(texts) != len(starts):
                     raise KeyError(f"{len(texts)} answer texts but {len(starts)} answer_start")
-                for text, start in zip(texts, starts):
-                    if context[int(start): int(start) + len(text)] != text:
+                starts = [_answer_start(k, start) for k, start in enumerate(starts)]
+                for k, (text, start) in enumerate(zip(texts, starts)):
+                    if not isinstance(text, str):
+                        raise KeyError(f"answer {k} has no 'text'" if text is None else
+                                       f"answer {k}: 'text' must be a string, not {text!r}")
+                    if context[start: start + len(text)] != text:
                         raise KeyError(f"answer {text!r} is not at character {start} of context")
-                starts = [int(s) for s in starts]
                 if not texts and not allow_no_answer:
                     raise KeyError("no answers (unanswerable questions need SQuAD v2.0 mode)")
         except KeyError as e:
