@@ -108,7 +108,7 @@ def pretraining(size: str = "tiny") -> ml_collections.ConfigDict:
     c.num_train_steps = 1_000_000  # Optimizer updates; the linear schedule reaches 0 here.
     c.log_every_steps = 100  # Fetch metrics to the host, print and write metrics.jsonl.
     c.eval_every_steps = 10_000  # Held-out evaluation period (and always at the end); 0 = only at the end.
-    c.num_eval_batches = -1  # Evaluate on at most this many eval batches; -1 = all of them.
+    c.num_eval_batches = -1  # Evaluate on at most this many eval batches; -1 = all, 0 = no eval.
     c.checkpoint_every_steps = 10_000  # Orbax checkpoint period (and always at the end).
     c.max_to_keep = 3  # Checkpoints kept in W/checkpoints (older ones are deleted).
     c.init_from = ""  # A bertjax workdir / model dir or an HF / Google BERT dir to start from.

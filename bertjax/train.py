@@ -211,6 +211,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if vocab > config.model.vocab_size:
         raise ConfigError(f"the tokenizer has {vocab} tokens but config.model.vocab_size="
                           f"{config.model.vocab_size}; set config.model.vocab_size >= {vocab}")
+    if config.num_eval_batches != 0 and hasattr(data, "check_eval"):
+        data.check_eval()  # now, not at the first evaluation hours later
     train_iter = data.train_iterator()
 
     model = task.build_model(config.model)
@@ -259,6 +261,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         preemption = _Preemption(config.get("preemption_check_every_steps", 10))
 
         def evaluate() -> dict[str, float]:
+            if config.num_eval_batches == 0:
+                return {}
             total, predictions, used = None, [], []
             for i, batch in enumerate(data.eval_batches()):
                 if 0 <= config.num_eval_batches <= i:

@@ -128,3 +128,15 @@ def test_config_errors_name_the_field(corpus, tmp_path, field, value, message):
     with pytest.raises(ConfigError, match=message):
         train.train_and_evaluate(config, str(tmp_path))
     assert not os.path.exists(os.path.join(tmp_path, "checkpoints"))  # failed before any work
+
+
+def test_no_held_out_examples_fails_before_training_unless_eval_is_off(corpus, tmp_path):
+    from bertjax.data import prepare
+    config = _tiny.tiny_config(*corpus, num_train_steps=2, checkpoint_every_steps=1)
+    config.data.eval_fraction = 1e-4  # 60 documents: none held out
+    with pytest.raises(prepare.DataConfigError, match=r"gave 0 eval examples.*eval_fraction"):
+        train.train_and_evaluate(config, str(tmp_path / "a"))
+    assert not ckpt_lib.has_checkpoint(str(tmp_path / "a"))  # failed before the first step
+    config.num_eval_batches = 0
+    summary = train.train_and_evaluate(config, str(tmp_path / "b"))
+    assert summary["step"] == 2 and summary["eval"] == {}

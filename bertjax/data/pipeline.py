@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 
 import grain
 import ml_collections
@@ -227,6 +226,20 @@ class PretrainingData:
                   "shards": self.prepared.meta["key"]}
         return DataIterator(iter(self.train_dataset()), layout)
 
+    def check_eval(self) -> None:
+        """Raises DataConfigError unless there are held-out examples to evaluate on (the trainer
+        calls this before its first step, so a run does not train for hours and then fail)."""
+        if self.prepared.meta["num_eval"] == 0:
+            raise prepare_lib.DataConfigError(
+                f"no held-out examples: corpus {self.cfg.corpus!r} gave 0 eval examples "
+                f"({self.prepared.meta['num_train']} train) at config.data.eval_fraction="
+                f"{self.cfg.eval_fraction}; raise it (or set config.num_eval_batches=0 to "
+                "train without evaluating)")
+        if self.cfg.num_eval_examples <= 0:
+            raise prepare_lib.DataConfigError(
+                f"config.data.num_eval_examples={self.cfg.num_eval_examples}: must be > 0 (or "
+                "set config.num_eval_batches=0 to train without evaluating)")
+
     def eval_batches(self) -> list[dict[str, np.ndarray]]:
         """Held-out batches: the first num_eval_examples eval records, fixed masks, same every call.
 
@@ -235,11 +248,8 @@ class PretrainingData:
         """
         if self._eval is not None:
             return self._eval
+        self.check_eval()
         n = min(self.prepared.meta["num_eval"], self.cfg.num_eval_examples)
-        if n == 0:
-            raise prepare_lib.DataConfigError(
-                "no held-out examples: raise config.data.eval_fraction or num_eval_examples "
-                f"(corpus {self.cfg.corpus!r} gave {self.prepared.meta['num_eval']})")
         G, B = self.global_batch_size, self.batch_size
         if n < G:
             log.warning("only %d held-out examples; repeating them to fill one global batch of %d",
