@@ -154,3 +154,14 @@ def test_squad_json_reader(tmp_path):
     with pytest.raises(readers.DataError, match=r"qas\[1\]: no answers"):
         readers.qa_examples(readers.read_rows(str(path)), bad=readers.BadRows("error", "v"),
                             allow_no_answer=False)
+
+
+def test_byte_order_mark_is_not_part_of_the_first_header(tmp_path):
+    """Excel's "CSV UTF-8" starts the file with a BOM; it must not rename the first column."""
+    for name, text in [("a.csv", "text,label\nthe cat,pos\n"),
+                       ("a.tsv", "text\tlabel\nthe cat\tpos\n"),
+                       ("a.jsonl", '{"text": "the cat", "label": "pos"}\n')]:
+        path = tmp_path / name
+        path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+        rows = list(readers.read_rows(str(path)))
+        assert rows[0].fields == {"text": "the cat", "label": "pos"}, name

@@ -5,6 +5,9 @@ What happens to a bad row (missing field, unknown label in validation/test, unpa
 decided by `on_bad_row`: "error" stops with the place and reason; "skip" drops the row and logs one
 warning per split with the count and the first few places. Nothing is dropped without a word.
 
+Delimited and JSONL files are read as "utf-8-sig": a byte-order mark (Excel's "CSV UTF-8") is
+dropped, not read into the first column name.
+
 String labels become ids through a `LabelSpace` read from the training data (sorted, so the same
 data always gives the same ids); it is stored with the checkpoint (see `LabelSpace.to_json`).
 """
@@ -60,8 +63,12 @@ class QAExample:
 # Reading rows
 
 
+# "utf-8-sig" reads plain UTF-8 too; it only drops a leading byte-order mark.
+_TEXT_ENCODING = "utf-8-sig"
+
+
 def _read_delimited(path: str, delimiter: str) -> Iterator[Row]:
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding=_TEXT_ENCODING) as f:
         quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
         reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
         header = next(reader, None)
@@ -83,7 +90,7 @@ def _read_delimited(path: str, delimiter: str) -> Iterator[Row]:
 
 
 def _read_jsonl(path: str) -> Iterator[Row]:
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding=_TEXT_ENCODING) as f:
         for number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
