@@ -86,3 +86,16 @@ def test_unknown_validation_label_names_file_and_line(tmp_path):
         f.write("the cat sat,maybe\n")
     with pytest.raises(readers.DataError, match=r"dev.csv:62: unknown label 'maybe'"):
         train.train_and_evaluate(cfg, str(tmp_path / "run"))
+
+
+def test_empty_train_label_is_not_a_class(tmp_path):
+    from bertjax.tasks import classification
+    cfg = make_config(tmp_path)
+    with open(cfg.data.train, "a") as f:
+        f.write("sad dog,\n")
+    task = classification.ClassificationTask(cfg)
+    assert task.labels.names == ["neg", "pos"]
+    with pytest.raises(readers.DataError, match=r"train.csv:258: empty label in 'label'"):
+        task.read_examples("train")
+    cfg.data.on_bad_row = "skip"
+    assert len(task.read_examples("train")) == 256

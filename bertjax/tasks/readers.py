@@ -241,8 +241,9 @@ def label_string(value: Any) -> str:
 
 
 def split_multilabel(value: Any, separator: str) -> list[str]:
+    """A multi-label field (list, or names joined by separator) -> names; empty names dropped."""
     if isinstance(value, (list, tuple)):
-        return [label_string(v) for v in value]
+        return [name for name in map(label_string, value) if name]
     text = label_string(value)
     return [t.strip() for t in text.split(separator) if t.strip()] if text else []
 
@@ -264,14 +265,23 @@ def _field(row: Row, name: str) -> Any:
     return value
 
 
+def _label_name(row: Row, name: str) -> str:
+    """The row's label in field `name` as a string; an empty or blank one is missing."""
+    label = label_string(_field(row, name))
+    if not label:
+        raise KeyError(f"empty label in {name!r}")
+    return label
+
+
 def text_examples(rows: Iterable[Row], *, kind: str, text_column: str,
                   text_pair_column: str | None, label_column: str, labels: LabelSpace | None,
                   bad: BadRows, with_labels: bool = True, label_separator: str = "|",
                   id_column: str | None = None) -> list[Example]:
     """Rows -> Examples for kind "classification" | "regression" | "multilabel".
 
-    labels: the label space for classification/multilabel (None for regression). A label not in it
-    is a bad row. with_labels=False (test data) reads no label.
+    labels: the label space for classification/multilabel (None for regression). A label not in it,
+    or an empty one, is a bad row (an empty multi-label field is the empty set). with_labels=False
+    (test data) reads no label.
     """
     out = []
     for row in rows:
@@ -280,22 +290,22 @@ def text_examples(rows: Iterable[Row], *, kind: str, text_column: str,
             pair = str(_field(row, text_pair_column)) if text_pair_column else None
             label = None
             if with_labels:
-                raw = _field(row, label_column)
                 if kind == "regression":
+                    raw = _label_name(row, label_column)
                     try:
                         label = float(raw)
-                    except (TypeError, ValueError):
+                    except ValueError:
                         raise KeyError(f"label {raw!r} in {label_column!r} is not a number")
                     if not np.isfinite(label):
                         raise KeyError(f"label {raw!r} in {label_column!r} is not finite")
                 elif kind == "multilabel":
-                    names = split_multilabel(raw, label_separator)
+                    names = split_multilabel(_field(row, label_column), label_separator)
                     unknown = [n for n in names if n not in labels]
                     if unknown:
                         raise KeyError(f"unknown label {unknown[0]!r} (known: {labels.names})")
                     label = sorted(labels.id(n) for n in names)
                 else:
-                    name = label_string(raw)
+                    name = _label_name(row, label_column)
                     if name not in labels:
                         raise KeyError(f"unknown label {name!r} (known: {labels.names})")
                     label = labels.id(name)
