@@ -99,3 +99,12 @@ def test_empty_train_label_is_not_a_class(tmp_path):
         task.read_examples("train")
     cfg.data.on_bad_row = "skip"
     assert len(task.read_examples("train")) == 256
+
+
+def test_header_only_train_file_is_named(tmp_path):
+    from bertjax.tasks import classification
+    cfg = make_config(tmp_path)
+    cfg.data.train = write_csv(tmp_path / "empty.csv", [])
+    task = classification.ClassificationTask(cfg)
+    with pytest.raises(readers.DataError, match=r"no labels in column 'label' of .*empty.csv"):
+        task.labels

@@ -73,7 +73,8 @@ class ClassificationTask(finetune_data.LabelNames, base.Task):
             elif readers.label_string(value):  # an empty one is a bad row, never a class
                 found.append(readers.label_string(value))
         if not found:
-            raise readers.DataError(f"no labels in column {data.label_column!r} of the train data")
+            raise readers.DataError(f"no labels in column {data.label_column!r} of "
+                                    f"{self._train_source()}")
         return readers.LabelSpace.from_labels(found).names
 
     @property

@@ -129,6 +129,13 @@ class LabelNames:
                               "or give config.data.labels")
         return rows
 
+    def _train_source(self) -> str:
+        """Where the train rows come from, for messages: the file or the TFDS split."""
+        data = self.config.data
+        if data.tfds_name:
+            return f"tfds:{data.tfds_name}[{data.train_split}]"
+        return data.train
+
 
 def write_labels(workdir: str | None, task: str, names: list[str]) -> None:
     """W/labels.json: the id -> name mapping the checkpoint's head was trained with."""
