@@ -2,7 +2,7 @@
 
     python -m bertjax.predict --checkpoint runs/classify --input test.csv --output preds.jsonl
 
---checkpoint is a fine-tuning workdir: W/config.json gives the task and its options, W/labels.json
+--checkpoint is a fine-tuning workdir (a pretraining run is refused): W/config.json gives the task and its options, W/labels.json
 the label names, W/tokenizer/ the tokenizer; the params are W/best/ when the run kept a best
 checkpoint (config.eval_metric), else the latest step in W/checkpoints (--use latest forces it).
 The input is read like the run's training data (.csv / .tsv / .jsonl, SQuAD .json); the label
@@ -31,6 +31,7 @@ import numpy as np
 from bertjax import best as best_lib
 from bertjax import checkpoint as ckpt_lib
 from bertjax import model as model_lib
+from bertjax.model import ConfigError
 from bertjax.data import tokenizer as tokenizer_lib
 from bertjax.tasks import base, finetune_data, readers
 
@@ -63,7 +64,7 @@ def load_run(workdir: str, use: str = "auto") -> Run:
         raise FileNotFoundError(f"{path} not found: --checkpoint must be a fine-tuning workdir")
     with open(path, encoding="utf-8") as f:
         config = ml_collections.ConfigDict(json.load(f))
-    task = base.get_task(config.task)(config)
+    task = _predicting_task(config, workdir)
     labels = finetune_data.read_labels(workdir)
     if labels is not None and hasattr(task, "set_labels"):
         task.set_labels(labels)
@@ -85,6 +86,17 @@ def load_run(workdir: str, use: str = "auto") -> Run:
     model = task.build_model(model_cfg)
     params = jax.tree.map(np.asarray, model_lib.layout_params(params, model_cfg))
     return Run(config, task, model, params, tok, source)
+
+
+def _predicting_task(config: ml_collections.ConfigDict, workdir: str) -> base.Task:
+    """The run's task, if it is one predict can read test files for (a fine-tuning task)."""
+    task_cls = base.get_task(config.task)
+    if not hasattr(task_cls, "read_examples"):
+        usable = [n for n in base.available_tasks()
+                  if hasattr(base.get_task(n), "read_examples")]
+        raise ConfigError(f"{workdir} is a {config.task!r} run: bertjax.predict works on "
+                          f"fine-tuned runs (tasks {usable})")
+    return task_cls(config)
 
 
 def _classification_rows(run: Run, outputs, n: int) -> list[dict]:
@@ -148,11 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--on_bad_row", default="error", choices=("error", "skip"))
     args = parser.parse_args(argv)
-    run = load_run(args.checkpoint, args.use)
     try:
+        run = load_run(args.checkpoint, args.use)
         rows = predict_file(run, args.input, batch_size=args.batch_size,
                             on_bad_row=args.on_bad_row)
-    except readers.DataError as e:
+    except (readers.DataError, ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     with open(args.output, "w", encoding="utf-8") as f:

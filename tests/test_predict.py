@@ -135,3 +135,15 @@ def test_trainer_logs_prediction_metrics_keeps_best_and_stops_early(tmp_path):
     assert run.source.endswith("best")
     # The early-stopped run resumes from its last checkpoint (step 2).
     assert ckpt_lib.restore_params(workdir)[3]["step"] == 2
+
+
+def test_pretraining_run_is_refused_naming_its_task(tmp_path, capsys):
+    from bertjax import config as config_lib
+    cfg = config_lib.pretraining("tiny")
+    workdir = str(tmp_path / "pre")
+    ckpt_lib.write_run_files(workdir, cfg, None)
+    with pytest.raises(ValueError, match=r"'pretraining' run.*fine-tuned"):
+        predict.load_run(workdir)
+    assert predict.main(["--checkpoint", workdir, "--input", "x.csv", "--output",
+                         str(tmp_path / "x.jsonl")]) == 1
+    assert "'pretraining' run" in capsys.readouterr().err
