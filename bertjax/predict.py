@@ -7,13 +7,18 @@ the label names, W/tokenizer/ the tokenizer; the params are W/best/ when the run
 checkpoint (config.eval_metric), else the latest step in W/checkpoints (--use latest forces it).
 The input is read like the run's training data (.csv / .tsv / .jsonl, SQuAD .json); the label
 column may be absent. Bad rows stop with file:line (--on_bad_row=skip skips them with a warning).
-One JSON line per input row (per question for QA):
+One JSON line per usable input row (per question for QA), in input order:
 
-  classification  {"label": name, "probabilities": {name: p}}
-  regression      {"value": v}
-  multi-label     {"labels": [names], "probabilities": {name: p}}
-  tagging         {"words": [...], "labels": [...]}
+  classification  {"line": n, "label": name, "probabilities": {name: p}}
+  regression      {"line": n, "value": v}
+  multi-label     {"line": n, "labels": [names], "probabilities": {name: p}}
+  tagging         {"line": n, "words": [...], "labels": [...]}
   span QA         {"id": ..., "answer": text, "score": s, "start": c, "end": c}  (char offsets)
+
+"line" is the row's line in the input (a CSV row's first line; a JSONL line), so rows skipped
+with --on_bad_row=skip leave no doubt which prediction is whose. When the run's
+config.data.id_column is set, each line also has "id": that column's value (a row without one is
+a bad row). SQuAD questions are matched by their "id".
 """
 
 from __future__ import annotations
@@ -99,7 +104,20 @@ def _predicting_task(config: ml_collections.ConfigDict, workdir: str) -> base.Ta
     return task_cls(config)
 
 
-def _classification_rows(run: Run, outputs, n: int) -> list[dict]:
+def _source(run: Run, example: readers.Example) -> dict:
+    """Where a prediction's row came from: its "line" in the input, and its "id" if configured."""
+    out = {"line": readers.position(example.where)}
+    if run.config.data.get("id_column"):
+        out["id"] = example.uid
+    return out
+
+
+def _classification_rows(run: Run, examples: list[readers.Example], outputs) -> list[dict]:
+    rows = _classification_outputs(run, outputs, len(examples))
+    return [{**_source(run, e), **r} for e, r in zip(examples, rows)]
+
+
+def _classification_outputs(run: Run, outputs, n: int) -> list[dict]:
     logits = np.concatenate([o["logits"] for o in outputs])[:n].astype(np.float64)
     kind, opts = run.task.kind, run.config.classification
     if kind == "regression":
@@ -113,6 +131,17 @@ def _classification_rows(run: Run, outputs, n: int) -> list[dict]:
     probs /= probs.sum(-1, keepdims=True)
     return [{"label": names[int(np.argmax(p))], "probabilities": dict(zip(names, map(float, p)))}
             for p in probs]
+
+
+def _tagging_rows(run: Run, examples: list[readers.Example], batches, outputs,
+                  batch_size: int) -> list[dict]:
+    rows = []
+    for i, e in enumerate(examples):
+        b, o, r = batches[i // batch_size], outputs[i // batch_size], i % batch_size
+        labels = run.task.word_labels(np.asarray(o["pred"][r]), b["word_index"][r],
+                                      int(b["num_words"][r]))
+        rows.append({**_source(run, e), "words": list(e.text), "labels": labels})
+    return rows
 
 
 def predict_file(run: Run, input_path: str, *, batch_size: int = 32,
@@ -136,15 +165,9 @@ def predict_file(run: Run, input_path: str, *, batch_size: int = 32,
     batches = finetune_data.pad_batches(arrays, batch_size)
     outputs = run.predict_batches(batches)
     if config.task == "classification":
-        return _classification_rows(run, outputs, len(examples))
+        return _classification_rows(run, examples, outputs)
     if config.task == "tagging":
-        rows = []
-        for e, i in zip(examples, range(len(examples))):
-            b, o, r = batches[i // batch_size], outputs[i // batch_size], i % batch_size
-            labels = run.task.word_labels(np.asarray(o["pred"][r]), b["word_index"][r],
-                                          int(b["num_words"][r]))
-            rows.append({"words": list(e.text), "labels": labels})
-        return rows
+        return _tagging_rows(run, examples, batches, outputs, batch_size)
     raise ValueError(f"bertjax.predict does not know how to write predictions of task "
                      f"{config.task!r}")
 

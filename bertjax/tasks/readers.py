@@ -18,6 +18,7 @@ import csv
 import dataclasses
 import json
 import os
+import re
 from typing import Any, Iterable, Iterator
 
 from absl import logging
@@ -32,6 +33,13 @@ class DataError(ValueError):
 class Row:
     where: str  # "path:line" or "tfds:name[split]#index"
     fields: dict[str, Any]
+
+
+def position(where: str) -> int | None:
+    """The line number ("path:12", a CSV row's first line) or TFDS index ("tfds:x[test]#12") at
+    the end of a Row's `where`; None for places that are not a number (SQuAD JSON)."""
+    match = re.search(r"[:#](\d+)$", where)
+    return int(match.group(1)) if match else None
 
 
 @dataclasses.dataclass
@@ -273,6 +281,14 @@ def _label_name(row: Row, name: str) -> str:
     return label
 
 
+def _example_id(row: Row, id_column: str | None, required: bool) -> str:
+    """The row's id in id_column; without one (or when it is absent and not required) the row's
+    place stands in. required: a missing id is a bad row (test data: predictions carry it)."""
+    if id_column and (required or row.fields.get(id_column) is not None):
+        return str(_field(row, id_column))
+    return row.where
+
+
 def text_examples(rows: Iterable[Row], *, kind: str, text_column: str,
                   text_pair_column: str | None, label_column: str, labels: LabelSpace | None,
                   bad: BadRows, with_labels: bool = True, label_separator: str = "|",
@@ -281,7 +297,7 @@ def text_examples(rows: Iterable[Row], *, kind: str, text_column: str,
 
     labels: the label space for classification/multilabel (None for regression). A label not in it,
     or an empty one, is a bad row (an empty multi-label field is the empty set). with_labels=False
-    (test data) reads no label.
+    (test data) reads no label. id_column: the field that becomes Example.uid (see _example_id).
     """
     out = []
     for row in rows:
@@ -309,19 +325,22 @@ def text_examples(rows: Iterable[Row], *, kind: str, text_column: str,
                     if name not in labels:
                         raise KeyError(f"unknown label {name!r} (known: {labels.names})")
                     label = labels.id(name)
-            uid = str(row.fields.get(id_column, "")) if id_column else ""
+            uid = _example_id(row, id_column, required=not with_labels)
         except KeyError as e:
             bad(row, e.args[0])
             continue
-        out.append(Example(row.where, text, pair, label, uid or row.where))
+        out.append(Example(row.where, text, pair, label, uid))
     bad.report()
     return out
 
 
 def tagging_examples(rows: Iterable[Row], *, tokens_column: str, tags_column: str,
-                     labels: LabelSpace | None, bad: BadRows,
-                     with_labels: bool = True) -> list[Example]:
-    """Rows with a list of words and a list of tags (one per word) -> Examples."""
+                     labels: LabelSpace | None, bad: BadRows, with_labels: bool = True,
+                     id_column: str | None = None) -> list[Example]:
+    """Rows with a list of words and a list of tags (one per word) -> Examples.
+
+    id_column: the field that becomes Example.uid (see _example_id).
+    """
     out = []
     for row in rows:
         try:
@@ -342,10 +361,11 @@ def tagging_examples(rows: Iterable[Row], *, tokens_column: str, tags_column: st
                 if unknown:
                     raise KeyError(f"unknown tag {unknown[0]!r} (known: {labels.names})")
                 label = [labels.id(t) for t in tags]
+            uid = _example_id(row, id_column, required=not with_labels)
         except KeyError as e:
             bad(row, e.args[0])
             continue
-        out.append(Example(row.where, list(words), None, label, row.where))
+        out.append(Example(row.where, list(words), None, label, uid))
     bad.report()
     return out
 

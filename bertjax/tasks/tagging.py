@@ -110,7 +110,7 @@ class TaggingTask(finetune_data.LabelNames, base.Task):
         return readers.tagging_examples(
             rows, tokens_column=data.text_column, tags_column=data.label_column,
             labels=self.labels, bad=readers.BadRows(data.on_bad_row, split),
-            with_labels=with_labels)
+            with_labels=with_labels, id_column=data.id_column or None)
 
     def encode(self, tok, examples):
         return features.encode_tagging(tok, examples, self.config.data.max_seq_length)
