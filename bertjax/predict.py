@@ -2,18 +2,23 @@
 
     python -m bertjax.predict --checkpoint runs/classify --input test.csv --output preds.jsonl
 
---checkpoint is a fine-tuning workdir: W/config.json gives the task and its options, W/labels.json
+--checkpoint is a fine-tuning workdir (a pretraining run is refused): W/config.json gives the task and its options, W/labels.json
 the label names, W/tokenizer/ the tokenizer; the params are W/best/ when the run kept a best
 checkpoint (config.eval_metric), else the latest step in W/checkpoints (--use latest forces it).
 The input is read like the run's training data (.csv / .tsv / .jsonl, SQuAD .json); the label
 column may be absent. Bad rows stop with file:line (--on_bad_row=skip skips them with a warning).
-One JSON line per input row (per question for QA):
+One JSON line per usable input row (per question for QA), in input order:
 
-  classification  {"label": name, "probabilities": {name: p}}
-  regression      {"value": v}
-  multi-label     {"labels": [names], "probabilities": {name: p}}
-  tagging         {"words": [...], "labels": [...]}
+  classification  {"line": n, "label": name, "probabilities": {name: p}}
+  regression      {"line": n, "value": v}
+  multi-label     {"line": n, "labels": [names], "probabilities": {name: p}}
+  tagging         {"line": n, "words": [...], "labels": [...]}
   span QA         {"id": ..., "answer": text, "score": s, "start": c, "end": c}  (char offsets)
+
+"line" is the row's line in the input (a CSV row's first line; a JSONL line), so rows skipped
+with --on_bad_row=skip leave no doubt which prediction is whose. When the run's
+config.data.id_column is set, each line also has "id": that column's value (a row without one is
+a bad row). SQuAD questions are matched by their "id".
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import numpy as np
 from bertjax import best as best_lib
 from bertjax import checkpoint as ckpt_lib
 from bertjax import model as model_lib
+from bertjax.model import ConfigError
 from bertjax.data import tokenizer as tokenizer_lib
 from bertjax.tasks import base, finetune_data, readers
 
@@ -63,7 +69,7 @@ def load_run(workdir: str, use: str = "auto") -> Run:
         raise FileNotFoundError(f"{path} not found: --checkpoint must be a fine-tuning workdir")
     with open(path, encoding="utf-8") as f:
         config = ml_collections.ConfigDict(json.load(f))
-    task = base.get_task(config.task)(config)
+    task = _predicting_task(config, workdir)
     labels = finetune_data.read_labels(workdir)
     if labels is not None and hasattr(task, "set_labels"):
         task.set_labels(labels)
@@ -87,7 +93,31 @@ def load_run(workdir: str, use: str = "auto") -> Run:
     return Run(config, task, model, params, tok, source)
 
 
-def _classification_rows(run: Run, outputs, n: int) -> list[dict]:
+def _predicting_task(config: ml_collections.ConfigDict, workdir: str) -> base.Task:
+    """The run's task, if it is one predict can read test files for (a fine-tuning task)."""
+    task_cls = base.get_task(config.task)
+    if not hasattr(task_cls, "read_examples"):
+        usable = [n for n in base.available_tasks()
+                  if hasattr(base.get_task(n), "read_examples")]
+        raise ConfigError(f"{workdir} is a {config.task!r} run: bertjax.predict works on "
+                          f"fine-tuned runs (tasks {usable})")
+    return task_cls(config)
+
+
+def _source(run: Run, example: readers.Example) -> dict:
+    """Where a prediction's row came from: its "line" in the input, and its "id" if configured."""
+    out = {"line": readers.position(example.where)}
+    if run.config.data.get("id_column"):
+        out["id"] = example.uid
+    return out
+
+
+def _classification_rows(run: Run, examples: list[readers.Example], outputs) -> list[dict]:
+    rows = _classification_outputs(run, outputs, len(examples))
+    return [{**_source(run, e), **r} for e, r in zip(examples, rows)]
+
+
+def _classification_outputs(run: Run, outputs, n: int) -> list[dict]:
     logits = np.concatenate([o["logits"] for o in outputs])[:n].astype(np.float64)
     kind, opts = run.task.kind, run.config.classification
     if kind == "regression":
@@ -101,6 +131,17 @@ def _classification_rows(run: Run, outputs, n: int) -> list[dict]:
     probs /= probs.sum(-1, keepdims=True)
     return [{"label": names[int(np.argmax(p))], "probabilities": dict(zip(names, map(float, p)))}
             for p in probs]
+
+
+def _tagging_rows(run: Run, examples: list[readers.Example], batches, outputs,
+                  batch_size: int) -> list[dict]:
+    rows = []
+    for i, e in enumerate(examples):
+        b, o, r = batches[i // batch_size], outputs[i // batch_size], i % batch_size
+        labels = run.task.word_labels(np.asarray(o["pred"][r]), b["word_index"][r],
+                                      int(b["num_words"][r]))
+        rows.append({**_source(run, e), "words": list(e.text), "labels": labels})
+    return rows
 
 
 def predict_file(run: Run, input_path: str, *, batch_size: int = 32,
@@ -124,15 +165,9 @@ def predict_file(run: Run, input_path: str, *, batch_size: int = 32,
     batches = finetune_data.pad_batches(arrays, batch_size)
     outputs = run.predict_batches(batches)
     if config.task == "classification":
-        return _classification_rows(run, outputs, len(examples))
+        return _classification_rows(run, examples, outputs)
     if config.task == "tagging":
-        rows = []
-        for e, i in zip(examples, range(len(examples))):
-            b, o, r = batches[i // batch_size], outputs[i // batch_size], i % batch_size
-            labels = run.task.word_labels(np.asarray(o["pred"][r]), b["word_index"][r],
-                                          int(b["num_words"][r]))
-            rows.append({"words": list(e.text), "labels": labels})
-        return rows
+        return _tagging_rows(run, examples, batches, outputs, batch_size)
     raise ValueError(f"bertjax.predict does not know how to write predictions of task "
                      f"{config.task!r}")
 
@@ -148,11 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--on_bad_row", default="error", choices=("error", "skip"))
     args = parser.parse_args(argv)
-    run = load_run(args.checkpoint, args.use)
     try:
+        run = load_run(args.checkpoint, args.use)
         rows = predict_file(run, args.input, batch_size=args.batch_size,
                             on_bad_row=args.on_bad_row)
-    except readers.DataError as e:
+    except (readers.DataError, ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     with open(args.output, "w", encoding="utf-8") as f:

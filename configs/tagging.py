@@ -6,6 +6,9 @@
 Rows: {"tokens": ["John", "lives", "in", "Paris"], "tags": ["B-PER", "O", "O", "B-LOC"]}.
 Each word's tag sits on its first WordPiece. Expected: CoNLL-2003 with BERT-base, 4 epochs at
 batch 32, lr 5e-5 (~30 min on one A100) reaches ~95% dev entity F1 (Devlin et al. 2018: 96.4).
+
+Metrics: eval/entity_f1 (with precision, recall) scores BIO/IOB2 entities, for NER. POS tags have
+no B-/I- prefixes, so their entity F1 is always 0: for POS read eval/word_accuracy.
 """
 
 from bertjax.tasks import finetune_data, tagging

@@ -86,3 +86,47 @@ def test_unknown_validation_label_names_file_and_line(tmp_path):
         f.write("the cat sat,maybe\n")
     with pytest.raises(readers.DataError, match=r"dev.csv:62: unknown label 'maybe'"):
         train.train_and_evaluate(cfg, str(tmp_path / "run"))
+
+
+def test_empty_train_label_is_not_a_class(tmp_path):
+    from bertjax.tasks import classification
+    cfg = make_config(tmp_path)
+    with open(cfg.data.train, "a") as f:
+        f.write("sad dog,\n")
+    task = classification.ClassificationTask(cfg)
+    assert task.labels.names == ["neg", "pos"]
+    with pytest.raises(readers.DataError, match=r"train.csv:258: empty label in 'label'"):
+        task.read_examples("train")
+    cfg.data.on_bad_row = "skip"
+    assert len(task.read_examples("train")) == 256
+
+
+def test_header_only_train_file_is_named(tmp_path):
+    from bertjax.tasks import classification
+    cfg = make_config(tmp_path)
+    cfg.data.train = write_csv(tmp_path / "empty.csv", [])
+    task = classification.ClassificationTask(cfg)
+    with pytest.raises(readers.DataError, match=r"no labels in column 'label' of .*empty.csv"):
+        task.labels
+
+
+def test_binary_f1_on_three_classes_fails_before_training(tmp_path):
+    """f1 is the positive-class F1 of a binary task; on 3+ classes it is refused up front."""
+    from bertjax.model import ConfigError
+    from bertjax.tasks import classification
+    cfg = make_config(tmp_path)
+    cfg.classification.metrics = ("accuracy", "f1")
+    # Labels given in the config: known at validate time.
+    cfg.data.labels = "neg,mid,pos"
+    with pytest.raises(ConfigError, match=r"'f1'.*3 classes.*f1_macro.*f1_micro"):
+        classification.ClassificationTask(cfg).validate(cfg)
+    # Labels found in the train data: refused when the data is set up, before any step.
+    cfg.data.labels = ""
+    cfg.data.train = write_csv(tmp_path / "three.csv", synthetic(20, 0) + [("a cat", "mid")])
+    task = classification.ClassificationTask(cfg)
+    task.validate(cfg)
+    with pytest.raises(ConfigError, match=r"'f1'.*3 classes.*f1_macro"):
+        task.data(cfg, None, 0, 1)
+    # Two classes are fine.
+    cfg.data.train = write_csv(tmp_path / "two.csv", synthetic(20, 0))
+    classification.ClassificationTask(cfg).data(cfg, None, 0, 1)

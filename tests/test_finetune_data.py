@@ -219,3 +219,26 @@ def test_squad_json_bad_questions_are_bad_rows_and_bad_structure_an_error(tmp_pa
     path.write_text(json.dumps({"data": {"paragraphs": []}}))
     with pytest.raises(readers.DataError, match=r"dev\.json: 'data' must be a JSON list, not dict"):
         squad_examples(path, policy="skip")
+
+
+def test_byte_order_mark_is_not_part_of_the_first_header(tmp_path):
+    """Excel's "CSV UTF-8" starts the file with a BOM; it must not rename the first column."""
+    for name, text in [("a.csv", "text,label\nthe cat,pos\n"),
+                       ("a.tsv", "text\tlabel\nthe cat\tpos\n"),
+                       ("a.jsonl", '{"text": "the cat", "label": "pos"}\n')]:
+        path = tmp_path / name
+        path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
+        rows = list(readers.read_rows(str(path)))
+        assert rows[0].fields == {"text": "the cat", "label": "pos"}, name
+
+
+@pytest.mark.parametrize("cell", ["", "  "])
+def test_empty_label_is_a_bad_row_not_a_class(tmp_path, cell):
+    path = write(tmp_path / "train.csv", f"text,label\nthe cat,pos\nsad dog,{cell}\n")
+    args = dict(kind="classification", text_column="text", text_pair_column=None,
+                label_column="label", labels=readers.LabelSpace(["pos"]))
+    with pytest.raises(readers.DataError, match=r"train.csv:3: empty label in 'label'"):
+        readers.text_examples(readers.read_rows(path), bad=readers.BadRows("error", "t"), **args)
+    bad = readers.BadRows("skip", "train")
+    examples = readers.text_examples(readers.read_rows(path), bad=bad, **args)
+    assert [e.text for e in examples] == ["the cat"] and len(bad.skipped) == 1

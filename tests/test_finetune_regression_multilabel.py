@@ -72,10 +72,10 @@ def test_fine_tune_and_predict(tmp_path, kind, metrics):
     assert predict.main(["--checkpoint", workdir, "--input", str(src), "--output",
                          str(out), "--use", "latest"]) == 0
     preds = [json.loads(l) for l in out.read_text().splitlines()]
-    assert len(preds) == 3
+    assert [p["line"] for p in preds] == [2, 3, 4]
     for p in preds:
         if kind == "regression":
-            assert set(p) == {"value"} and np.isfinite(p["value"])
+            assert set(p) == {"line", "value"} and np.isfinite(p["value"])
         else:
             assert set(p["probabilities"]) == {"cat", "dog", "none"}
             assert all(0.0 <= v <= 1.0 for v in p["probabilities"].values())

@@ -135,3 +135,54 @@ def test_trainer_logs_prediction_metrics_keeps_best_and_stops_early(tmp_path):
     assert run.source.endswith("best")
     # The early-stopped run resumes from its last checkpoint (step 2).
     assert ckpt_lib.restore_params(workdir)[3]["step"] == 2
+
+
+def test_predictions_carry_id_and_line_past_skipped_rows(tmp_path):
+    """With --on_bad_row=skip a dropped row must not shift later predictions: each line names
+    its input line and, with config.data.id_column, the row's id."""
+    cfg = classify_config.get_config("single")
+    tiny_model(cfg)
+    cfg.data.tokenizer = write_vocab(tmp_path)
+    cfg.data.max_seq_length = 12
+    cfg.data.id_column = "uid"
+    workdir = make_workdir(tmp_path, cfg, ["neg", "pos"], ("classifier", 1))
+    src = tmp_path / "test.csv"
+    src.write_text('uid,text\nr1,the cat sat\nr2\nr3,"the dog\nran"\nr4,a cat\n')
+    out = tmp_path / "preds.jsonl"
+    assert predict.main(["--checkpoint", workdir, "--input", str(src), "--output", str(out),
+                         "--on_bad_row", "skip"]) == 0
+    preds = [json.loads(l) for l in out.read_text().splitlines()]
+    assert [(p["id"], p["line"]) for p in preds] == [("r1", 2), ("r3", 4), ("r4", 6)]
+    assert all(p["label"] == "pos" for p in preds)
+    # Without id_column: the line alone, and no "id" field.
+    run = predict.load_run(workdir)
+    run.config.data.id_column = ""
+    preds = predict.predict_file(run, str(src), on_bad_row="skip")
+    assert [p["line"] for p in preds] == [2, 4, 6] and "id" not in preds[0]
+
+
+def test_tagging_predictions_carry_id_and_line(tmp_path):
+    cfg = tagging_config.get_config()
+    tiny_model(cfg)
+    cfg.data.tokenizer = write_vocab(tmp_path)
+    cfg.data.max_seq_length = 12
+    cfg.data.id_column = "id"
+    workdir = make_workdir(tmp_path, cfg, ["B-ANI", "O"], ("classifier", 0))
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "tokens": ["the", "cat"]},
+                                              {"id": "b", "tokens": 3},
+                                              {"id": "c", "tokens": ["a", "dog"]}])
+    preds = predict.predict_file(predict.load_run(workdir), src, on_bad_row="skip")
+    assert [(p["id"], p["line"], p["words"]) for p in preds] == [
+        ("a", 1, ["the", "cat"]), ("c", 3, ["a", "dog"])]
+
+
+def test_pretraining_run_is_refused_naming_its_task(tmp_path, capsys):
+    from bertjax import config as config_lib
+    cfg = config_lib.pretraining("tiny")
+    workdir = str(tmp_path / "pre")
+    ckpt_lib.write_run_files(workdir, cfg, None)
+    with pytest.raises(ValueError, match=r"'pretraining' run.*fine-tuned"):
+        predict.load_run(workdir)
+    assert predict.main(["--checkpoint", workdir, "--input", "x.csv", "--output",
+                         str(tmp_path / "x.jsonl")]) == 1
+    assert "'pretraining' run" in capsys.readouterr().err

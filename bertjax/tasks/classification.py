@@ -27,7 +27,7 @@ def options(**overrides) -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.kind = "single"  # single | regression | multilabel.
     c.classifier_dropout = ml_collections.config_dict.placeholder(float)  # None: model dropout.
-    c.metrics = ("accuracy",)  # Host metrics: accuracy f1 f1_macro f1_micro matthews |
+    c.metrics = ("accuracy",)  # Host metrics: accuracy f1 (2 classes) f1_macro f1_micro matthews |
     #   pearson spearman (regression) | f1_micro f1_macro subset_accuracy (multilabel).
     c.multilabel_threshold = 0.5  # Multi-label: a class is predicted when sigmoid > this.
     c.update(overrides)
@@ -70,10 +70,11 @@ class ClassificationTask(finetune_data.LabelNames, base.Task):
                 continue  # reported as a bad row when the examples are read
             if self.kind == "multilabel":
                 found.extend(readers.split_multilabel(value, data.label_separator))
-            else:
+            elif readers.label_string(value):  # an empty one is a bad row, never a class
                 found.append(readers.label_string(value))
         if not found:
-            raise readers.DataError(f"no labels in column {data.label_column!r} of the train data")
+            raise readers.DataError(f"no labels in column {data.label_column!r} of "
+                                    f"{self._train_source()}")
         return readers.LabelSpace.from_labels(found).names
 
     @property
@@ -177,6 +178,8 @@ class ClassificationTask(finetune_data.LabelNames, base.Task):
         return arrays
 
     def data(self, config, workdir, process_index, process_count):
+        if self.kind == "single":
+            self._check_metrics_fit(len(self.labels))
         tok, tok_dir = finetune_data.load_tokenizer(config)
         if self.labels is not None and process_index == 0:
             finetune_data.write_labels(workdir, self.name, self.labels.names)
@@ -198,3 +201,20 @@ class ClassificationTask(finetune_data.LabelNames, base.Task):
             if name not in table:
                 raise ConfigError(f"config.classification.metrics: {name!r} is not one of "
                                   f"{sorted(table)} for kind {self.opts.kind!r}")
+        count = self.known_label_count()
+        if self.opts.kind == "single" and count is not None:
+            self._check_metrics_fit(count)
+
+    def _check_metrics_fit(self, num_labels: int) -> None:
+        """Binary-only metrics (f1) on 3+ classes: a ConfigError now, not a crash at eval.
+
+        validate checks when the label count is known without reading data (config.data.labels);
+        otherwise `data` checks once the train labels are read, before the first step.
+        """
+        if num_labels <= 2:
+            return
+        for name in self.opts.metrics:
+            if name in metrics.BINARY_ONLY:
+                raise ConfigError(
+                    f"config.classification.metrics: {name!r} is the F1 of a binary task but the "
+                    f"labels have {num_labels} classes; use 'f1_macro' or 'f1_micro'")

@@ -124,9 +124,16 @@ class LabelNames:
 
     def label_names(self) -> list[str]:
         if self._labels is None:
-            given = [x.strip() for x in self.config.data.labels.split(",") if x.strip()]
-            self._labels = given or self._labels_in_train()
+            self._labels = self._given_labels() or self._labels_in_train()
         return self._labels
+
+    def known_label_count(self) -> int | None:
+        """The number of labels when it needs no reading of data (set, or in config), else None."""
+        names = self._labels if self._labels is not None else self._given_labels()
+        return len(names) if names else None
+
+    def _given_labels(self) -> list[str]:
+        return [x.strip() for x in self.config.data.labels.split(",") if x.strip()]
 
     def _labels_in_train(self) -> list[str]:
         raise NotImplementedError
@@ -137,6 +144,13 @@ class LabelNames:
             raise ConfigError(f"config.data.train (or tfds_name) is needed to find the {what}, "
                               "or give config.data.labels")
         return rows
+
+    def _train_source(self) -> str:
+        """Where the train rows come from, for messages: the file or the TFDS split."""
+        data = self.config.data
+        if data.tfds_name:
+            return f"tfds:{data.tfds_name}[{data.train_split}]"
+        return data.train
 
 
 def write_labels(workdir: str | None, task: str, names: list[str]) -> None:

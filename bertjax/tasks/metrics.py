@@ -77,6 +77,8 @@ CLASSIFICATION: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
     "accuracy": accuracy, "f1": f1, "f1_macro": f1_macro, "f1_micro": f1_micro,
     "matthews": matthews,
 }
+# Defined for two classes only (sklearn raises on 3+): tasks refuse them on more labels.
+BINARY_ONLY = frozenset({"f1"})
 REGRESSION = {"pearson": pearson, "spearman": spearman}
 MULTILABEL = {"f1_micro": multilabel_f1_micro, "f1_macro": multilabel_f1_macro,
               "subset_accuracy": subset_accuracy}

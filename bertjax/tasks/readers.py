@@ -5,6 +5,9 @@ What happens to a bad row (missing field, unknown label in validation/test, unpa
 decided by `on_bad_row`: "error" stops with the place and reason; "skip" drops the row and logs one
 warning per split with the count and the first few places. Nothing is dropped without a word.
 
+Delimited and JSONL files are read as "utf-8-sig": a byte-order mark (Excel's "CSV UTF-8") is
+dropped, not read into the first column name.
+
 String labels become ids through a `LabelSpace` read from the training data (sorted, so the same
 data always gives the same ids); it is stored with the checkpoint (see `LabelSpace.to_json`).
 """
@@ -15,6 +18,7 @@ import csv
 import dataclasses
 import json
 import os
+import re
 from typing import Any, Iterable, Iterator
 
 from absl import logging
@@ -29,6 +33,13 @@ class DataError(ValueError):
 class Row:
     where: str  # "path:line" or "tfds:name[split]#index"
     fields: dict[str, Any]
+
+
+def position(where: str) -> int | None:
+    """The line number ("path:12", a CSV row's first line) or TFDS index ("tfds:x[test]#12") at
+    the end of a Row's `where`; None for places that are not a number (SQuAD JSON)."""
+    match = re.search(r"[:#](\d+)$", where)
+    return int(match.group(1)) if match else None
 
 
 @dataclasses.dataclass
@@ -60,8 +71,12 @@ class QAExample:
 # Reading rows
 
 
+# "utf-8-sig" reads plain UTF-8 too; it only drops a leading byte-order mark.
+_TEXT_ENCODING = "utf-8-sig"
+
+
 def _read_delimited(path: str, delimiter: str) -> Iterator[Row]:
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding=_TEXT_ENCODING) as f:
         quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
         reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
         header = next(reader, None)
@@ -83,7 +98,7 @@ def _read_delimited(path: str, delimiter: str) -> Iterator[Row]:
 
 
 def _read_jsonl(path: str) -> Iterator[Row]:
-    with open(path, encoding="utf-8") as f:
+    with open(path, encoding=_TEXT_ENCODING) as f:
         for number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
@@ -277,8 +292,9 @@ def label_string(value: Any) -> str:
 
 
 def split_multilabel(value: Any, separator: str) -> list[str]:
+    """A multi-label field (list, or names joined by separator) -> names; empty names dropped."""
     if isinstance(value, (list, tuple)):
-        return [label_string(v) for v in value]
+        return [name for name in map(label_string, value) if name]
     text = label_string(value)
     return [t.strip() for t in text.split(separator) if t.strip()] if text else []
 
@@ -300,14 +316,31 @@ def _field(row: Row, name: str) -> Any:
     return value
 
 
+def _label_name(row: Row, name: str) -> str:
+    """The row's label in field `name` as a string; an empty or blank one is missing."""
+    label = label_string(_field(row, name))
+    if not label:
+        raise KeyError(f"empty label in {name!r}")
+    return label
+
+
+def _example_id(row: Row, id_column: str | None, required: bool) -> str:
+    """The row's id in id_column; without one (or when it is absent and not required) the row's
+    place stands in. required: a missing id is a bad row (test data: predictions carry it)."""
+    if id_column and (required or row.fields.get(id_column) is not None):
+        return str(_field(row, id_column))
+    return row.where
+
+
 def text_examples(rows: Iterable[Row], *, kind: str, text_column: str,
                   text_pair_column: str | None, label_column: str, labels: LabelSpace | None,
                   bad: BadRows, with_labels: bool = True, label_separator: str = "|",
                   id_column: str | None = None) -> list[Example]:
     """Rows -> Examples for kind "classification" | "regression" | "multilabel".
 
-    labels: the label space for classification/multilabel (None for regression). A label not in it
-    is a bad row. with_labels=False (test data) reads no label.
+    labels: the label space for classification/multilabel (None for regression). A label not in it,
+    or an empty one, is a bad row (an empty multi-label field is the empty set). with_labels=False
+    (test data) reads no label. id_column: the field that becomes Example.uid (see _example_id).
     """
     out = []
     for row in rows:
@@ -316,38 +349,41 @@ def text_examples(rows: Iterable[Row], *, kind: str, text_column: str,
             pair = str(_field(row, text_pair_column)) if text_pair_column else None
             label = None
             if with_labels:
-                raw = _field(row, label_column)
                 if kind == "regression":
+                    raw = _label_name(row, label_column)
                     try:
                         label = float(raw)
-                    except (TypeError, ValueError):
+                    except ValueError:
                         raise KeyError(f"label {raw!r} in {label_column!r} is not a number")
                     if not np.isfinite(label):
                         raise KeyError(f"label {raw!r} in {label_column!r} is not finite")
                 elif kind == "multilabel":
-                    names = split_multilabel(raw, label_separator)
+                    names = split_multilabel(_field(row, label_column), label_separator)
                     unknown = [n for n in names if n not in labels]
                     if unknown:
                         raise KeyError(f"unknown label {unknown[0]!r} (known: {labels.names})")
                     label = sorted(labels.id(n) for n in names)
                 else:
-                    name = label_string(raw)
+                    name = _label_name(row, label_column)
                     if name not in labels:
                         raise KeyError(f"unknown label {name!r} (known: {labels.names})")
                     label = labels.id(name)
-            uid = str(row.fields.get(id_column, "")) if id_column else ""
+            uid = _example_id(row, id_column, required=not with_labels)
         except KeyError as e:
             bad(row, e.args[0])
             continue
-        out.append(Example(row.where, text, pair, label, uid or row.where))
+        out.append(Example(row.where, text, pair, label, uid))
     bad.report()
     return out
 
 
 def tagging_examples(rows: Iterable[Row], *, tokens_column: str, tags_column: str,
-                     labels: LabelSpace | None, bad: BadRows,
-                     with_labels: bool = True) -> list[Example]:
-    """Rows with a list of words and a list of tags (one per word) -> Examples."""
+                     labels: LabelSpace | None, bad: BadRows, with_labels: bool = True,
+                     id_column: str | None = None) -> list[Example]:
+    """Rows with a list of words and a list of tags (one per word) -> Examples.
+
+    id_column: the field that becomes Example.uid (see _example_id).
+    """
     out = []
     for row in rows:
         try:
@@ -368,10 +404,11 @@ def tagging_examples(rows: Iterable[Row], *, tokens_column: str, tags_column: st
                 if unknown:
                     raise KeyError(f"unknown tag {unknown[0]!r} (known: {labels.names})")
                 label = [labels.id(t) for t in tags]
+            uid = _example_id(row, id_column, required=not with_labels)
         except KeyError as e:
             bad(row, e.args[0])
             continue
-        out.append(Example(row.where, list(words), None, label, row.where))
+        out.append(Example(row.where, list(words), None, label, uid))
     bad.report()
     return out
 

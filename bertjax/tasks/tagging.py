@@ -2,7 +2,9 @@
 
 Data: rows with a word list (config.data.text_column, default "tokens") and a tag list
 (config.data.label_column, default "tags"), e.g. JSONL {"tokens": [...], "tags": ["B-PER", ...]}.
-Loss = sum over first pieces of CE / number of labelled words. Host metric: entity F1 (BIO).
+Loss = sum over first pieces of CE / number of labelled words. Metrics: eval/word_accuracy (every
+tag set; the one to read for POS) and host entity F1 over BIO spans (NER; it is 0 for tags
+without B-/I- prefixes, such as POS tags).
 """
 
 from __future__ import annotations
@@ -110,7 +112,7 @@ class TaggingTask(finetune_data.LabelNames, base.Task):
         return readers.tagging_examples(
             rows, tokens_column=data.text_column, tags_column=data.label_column,
             labels=self.labels, bad=readers.BadRows(data.on_bad_row, split),
-            with_labels=with_labels)
+            with_labels=with_labels, id_column=data.id_column or None)
 
     def encode(self, tok, examples):
         return features.encode_tagging(tok, examples, self.config.data.max_seq_length)
