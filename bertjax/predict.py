@@ -2,9 +2,10 @@
 
     python -m bertjax.predict --checkpoint runs/classify --input test.csv --output preds.jsonl
 
---checkpoint is a fine-tuning workdir (a pretraining run is refused): W/config.json gives the task and its options, W/labels.json
-the label names, W/tokenizer/ the tokenizer; the params are W/best/ when the run kept a best
-checkpoint (config.eval_metric), else the latest step in W/checkpoints (--use latest forces it).
+--checkpoint is a fine-tuning workdir (a pretraining run is refused): W/config.json gives the task
+and its options, W/labels.json the label names, W/tokenizer/ the tokenizer; the params are W/best/
+when the run kept a best checkpoint (config.eval_metric), else the latest step in W/checkpoints
+(--use latest forces it).
 The input is read like the run's training data (.csv / .tsv / .jsonl, SQuAD .json); the label
 column may be absent. Bad rows stop with file:line (--on_bad_row=skip skips them with a warning).
 One JSON line per usable input row (per question for QA), in input order:

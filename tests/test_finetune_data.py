@@ -230,6 +230,11 @@ def test_byte_order_mark_is_not_part_of_the_first_header(tmp_path):
         path.write_bytes(b"\xef\xbb\xbf" + text.encode("utf-8"))
         rows = list(readers.read_rows(str(path)))
         assert rows[0].fields == {"text": "the cat", "label": "pos"}, name
+    squad = {"data": [{"paragraphs": [{"context": "mary lives in paris .", "qas": [
+        {"id": "a", "question": "where ?", "answers": [{"text": "paris", "answer_start": 14}]}]}]}]}
+    path = tmp_path / "dev.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps(squad).encode("utf-8"))
+    assert [e.uid for e in squad_examples(path)[0]] == ["a"]
 
 
 @pytest.mark.parametrize("cell", ["", "  "])

@@ -148,7 +148,7 @@ class LabelNames:
     def _train_source(self) -> str:
         """Where the train rows come from, for messages: the file or the TFDS split."""
         data = self.config.data
-        if data.tfds_name:
+        if uses_tfds(data):
             return f"tfds:{data.tfds_name}[{data.train_split}]"
         return data.train
 

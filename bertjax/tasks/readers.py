@@ -115,7 +115,7 @@ def _read_jsonl(path: str) -> Iterator[Row]:
 def _load_json(path: str) -> Any:
     """A whole JSON file; a syntax error names its line and column."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding=_TEXT_ENCODING) as f:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
