@@ -223,7 +223,7 @@ def to_huggingface(model_cfg: ml_collections.ConfigDict, params: Params,
         json.dump(hf_cfg, f, indent=2)
     save_file(tensors, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
     if tokenizer is not None:
-        tokenizer_lib.save_tokenizer(tokenizer, out_dir)
+        tokenizer_lib.save_tokenizer(tokenizer, out_dir, model_cfg.max_position_embeddings)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,7 +299,7 @@ def save_bertjax(model_cfg: ml_collections.ConfigDict, params: Params,
     with open(os.path.join(out_dir, "bertjax.json"), "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=2)
     if tokenizer is not None:
-        tokenizer_lib.save_tokenizer(tokenizer, out_dir)
+        tokenizer_lib.save_tokenizer(tokenizer, out_dir, model_cfg.max_position_embeddings)
 
 
 def _read_bertjax_meta(directory: str) -> tuple[dict, ml_collections.ConfigDict]:

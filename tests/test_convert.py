@@ -145,6 +145,18 @@ def test_roundtrip_bertjax_huggingface_bertjax_is_exact(tmp_path, imported, hf_m
     assert hf_tok("Café the FOX")["input_ids"] == tok.encode("Café the FOX").ids
 
 
+def test_exported_tokenizer_truncates_to_the_models_positions(tmp_path, imported):
+    cfg, params, tok = imported
+    assert cfg.max_position_embeddings == 41  # not 512, so a hard-coded length cannot pass
+    convert.to_huggingface(cfg, params, tok, str(tmp_path / "hf"))
+    convert.save_bertjax(cfg, params, tok, str(tmp_path / "bj"))
+    for out in ("hf", "bj"):
+        saved = json.loads((tmp_path / out / "tokenizer_config.json").read_text())
+        assert saved["model_max_length"] == 41, out
+    hf_tok = transformers.BertTokenizerFast.from_pretrained(str(tmp_path / "hf"))
+    assert len(hf_tok("the cat sat " * 100, truncation=True)["input_ids"]) == 41
+
+
 def test_bertjax_directory_roundtrip_and_gelu_tanh_export(tmp_path, imported):
     cfg, params, tok = imported
     convert.save_bertjax(cfg, params, tok, str(tmp_path / "bj"), extra={"task": "pretraining"})
