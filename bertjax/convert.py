@@ -114,6 +114,25 @@ def _hf_config(cfg: ml_collections.ConfigDict, architecture: str, pad_id: int) -
 
 
 # ---------------------------------------------------------------------------------------------
+# Output directories
+
+
+def check_output_dir(out_dir: str) -> None:
+    """Raises ConvertError if out_dir exists and is not a directory (checked before any work)."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ConvertError(f"{out_dir}: exists and is not a directory; the output must be a new "
+                           "or existing directory")
+
+
+def _make_output_dir(out_dir: str) -> None:
+    check_output_dir(out_dir)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:  # e.g. a parent that is a file, or no permission
+        raise ConvertError(f"{out_dir}: cannot create the output directory ({e})") from None
+
+
+# ---------------------------------------------------------------------------------------------
 # Hugging Face
 
 
@@ -218,7 +237,7 @@ def to_huggingface(model_cfg: ml_collections.ConfigDict, params: Params,
     tensors = names.params_to_hf_tensors(model_cfg, params)
     if heads:  # A headed model's base lives under "bert.", the heads under "cls.".
         tensors = {(k if k.startswith("cls.") else "bert." + k): v for k, v in tensors.items()}
-    os.makedirs(out_dir, exist_ok=True)
+    _make_output_dir(out_dir)
     with open(os.path.join(out_dir, "config.json"), "w", encoding="utf-8") as f:
         json.dump(hf_cfg, f, indent=2)
     save_file(tensors, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
@@ -286,7 +305,7 @@ def save_bertjax(model_cfg: ml_collections.ConfigDict, params: Params,
     """Writes out_dir/{bertjax.json, params/, vocab.txt, tokenizer.json}; params in any layout."""
     import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
     out_dir = os.path.abspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
+    _make_output_dir(out_dir)
     params = jax.tree.map(lambda x: np.asarray(x, dtype=np.float32),
                           model_lib.canonical_params(params))
     names.check_params(model_cfg, params, "save_bertjax")
@@ -434,6 +453,7 @@ def main(argv: list[str] | None = None) -> int:
                       help="force a cased tokenizer")
     args = parser.parse_args(argv)
     try:
+        check_output_dir(args.dst)  # before loading: a large model takes a while to read
         cfg, params, tok, extra = load_any(args.src, args.lowercase, with_extra=True)
         if args.to == "bertjax":
             save_bertjax(cfg, params, tok, args.dst, extra)

@@ -355,6 +355,21 @@ def test_cli_huggingface_to_bertjax_to_huggingface(tmp_path, hf_pretraining_dir,
     assert convert.main([str(tmp_path / "nowhere"), str(tmp_path / "out")]) == 2
 
 
+def test_output_that_is_a_file_is_a_convert_error(tmp_path, hf_pretraining_dir, imported,
+                                                  capsys):
+    cfg, params, tok = imported
+    out = tmp_path / "taken"
+    out.write_text("not a directory")
+    for to in ("huggingface", "bertjax"):
+        assert convert.main([str(hf_pretraining_dir), str(out), "--to", to]) == 2
+        assert f"error: {out}: exists and is not a directory" in capsys.readouterr().err
+    with pytest.raises(convert.ConvertError, match="taken: exists and is not a directory"):
+        convert.to_huggingface(cfg, params, tok, str(out))
+    with pytest.raises(convert.ConvertError, match="cannot create the output directory"):
+        convert.save_bertjax(cfg, params, tok, str(out / "below"))
+    assert out.read_text() == "not a directory"
+
+
 def test_bfloat16_safetensors_import_as_float32(tmp_path):
     torch_model = transformers.BertModel(transformers.BertConfig(**TINY_HF)).to(torch.bfloat16)
     torch_model.save_pretrained(str(tmp_path))
