@@ -407,7 +407,12 @@ def model_config_of(path: str) -> ml_collections.ConfigDict:
     if kind == "google":
         cfg_path = os.path.join(path, "bert_config.json")
         return _model_config(_read_json(cfg_path), cfg_path, GOOGLE_TO_OURS_ACT)
-    cfg_path = os.path.join(path, "config.json")  # a training workdir: its run config
+    from bertjax import checkpoint  # pylint: disable=import-outside-toplevel
+    try:  # a training workdir: its run config, if its run saved a checkpoint
+        checkpoint.require_checkpoint(path)
+    except checkpoint.NoCheckpointError as e:
+        raise ConvertError(str(e)) from None
+    cfg_path = os.path.join(path, "config.json")
     fields = _read_json(cfg_path).get("model")
     if not isinstance(fields, dict):
         raise ConvertError(f"{cfg_path}: field 'model' is missing")
@@ -431,6 +436,8 @@ def load_any(path: str, lowercase: bool | None = None, *, with_extra: bool = Fal
             cfg, params, tokenizer_dir, extra = checkpoint.restore_params(path)
         except ConvertError:
             raise
+        except checkpoint.NoCheckpointError as e:  # a run that stopped before its first save
+            raise ConvertError(str(e)) from None
         except Exception as e:  # The workdir reader's own errors, re-labelled with the path.
             raise ConvertError(f"{path}: cannot restore the training checkpoint ({e})") from None
         params = jax.tree.map(np.asarray, model_lib.canonical_params(params))

@@ -333,6 +333,25 @@ def test_workdir_goes_through_checkpoint_restore_params(tmp_path, imported, monk
     assert tok is not None and cfg2.scan_layers
 
 
+def test_workdir_without_a_checkpoint_says_so(tmp_path, capsys):
+    """A run that failed before its first save leaves checkpoints/ (maybe without config.json)."""
+    from bertjax import checkpoint, pretrained
+    workdir = tmp_path / "w"
+    (workdir / "checkpoints").mkdir(parents=True)
+    expected = "w: a training workdir with no checkpoint yet"
+    for with_config in (False, True):
+        if with_config:
+            (workdir / "config.json").write_text(json.dumps({"task": "pretraining", "model": {}}))
+        for load in (convert.load_any, convert.model_config_of, pretrained.load):
+            with pytest.raises(convert.ConvertError, match=expected) as e:
+                load(str(workdir))
+            assert "config.json" not in str(e.value), load
+        with pytest.raises(checkpoint.NoCheckpointError, match=expected):
+            checkpoint.restore_params(str(workdir))
+        assert convert.main([str(workdir), str(tmp_path / "out")]) == 2
+        assert expected in capsys.readouterr().err
+
+
 def test_cli_huggingface_to_bertjax_to_huggingface(tmp_path, hf_pretraining_dir, hf_model):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "USE_TF": "0"}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
