@@ -78,6 +78,23 @@ def max_predictions(seq_len: int) -> int:
     return 4 * math.ceil(0.15 * seq_len / 4)
 
 
+# The shortest sequence with room for max_predictions(S) distinct masked positions between [CLS]
+# and the final [SEP] (6: 4 positions in 1..4).
+MIN_SEQ_LEN = next(s for s in range(3, 64) if max_predictions(s) <= s - 2)
+
+
+def check_args(batch_size: int, seq_len: int, steps_n: int) -> None:
+    """Raises ValueError naming the flag whose value the benchmark cannot run with."""
+    if batch_size < 1:
+        raise ValueError(f"--batch_size must be at least 1, got {batch_size}")
+    if seq_len < MIN_SEQ_LEN:
+        raise ValueError(f"--seq_len must be at least {MIN_SEQ_LEN} (room for "
+                         f"{max_predictions(MIN_SEQ_LEN)} masked positions between [CLS] and "
+                         f"[SEP]), got {seq_len}")
+    if steps_n < 5:
+        raise ValueError(f"--steps must be at least 5 (the median of >= 5 steps), got {steps_n}")
+
+
 def synthetic_batch(cfg: ml_collections.ConfigDict, batch_size: int, seq_len: int,
                     num_predictions: int, seed: int = 0) -> dict[str, np.ndarray]:
     """A full-length pretraining batch with BERT's shapes; masked positions distinct and sorted."""
@@ -183,8 +200,7 @@ def figures(times: list[float], batch_size: int, seq_len: int, flops: float,
 
 def run(config: ml_collections.ConfigDict, batch_size: int, seq_len: int, mode: str, steps_n: int,
         warmup: int, peers: list[str], torch_threads: int = 0, rounds: int = 5) -> dict:
-    if steps_n < 5:
-        raise ValueError(f"--steps must be at least 5 (the median of >= 5 steps), got {steps_n}")
+    check_args(batch_size, seq_len, steps_n)
     config = ml_collections.ConfigDict(config.to_dict())
     p = max_predictions(seq_len)
     config.batch_size = batch_size
@@ -266,6 +282,10 @@ def table(result: dict) -> str:
 def main(argv, f: dict):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    try:
+        check_args(f["batch_size"].value, f["seq_len"].value, f["steps"].value)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
     host.tune_malloc()  # Before JAX starts its CPU client; see bertjax/host.py.
     if f["peers"].value == "none":
         peers = []

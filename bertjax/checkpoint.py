@@ -41,6 +41,10 @@ class CheckpointMismatchError(ValueError):
     """The run config does not match the checkpoint in the workdir; the message names fields."""
 
 
+class NoCheckpointError(FileNotFoundError):
+    """A training workdir whose run has not saved a checkpoint (yet): nothing to load from it."""
+
+
 def config_path(workdir: str) -> str:
     return os.path.join(workdir, "config.json")
 
@@ -53,6 +57,20 @@ def has_checkpoint(workdir: str) -> bool:
     """Whether W/checkpoints holds at least one saved step."""
     directory = os.path.join(workdir, "checkpoints")
     return os.path.isdir(directory) and any(name.isdigit() for name in os.listdir(directory))
+
+
+def require_checkpoint(workdir: str) -> None:
+    """Raises NoCheckpointError unless W/checkpoints holds a saved step.
+
+    Checked before W/config.json: a run that failed before its first save may have left
+    checkpoints/ without config.json, and "config.json is missing" would mislead.
+    """
+    if not has_checkpoint(workdir):
+        raise NoCheckpointError(
+            f"{workdir}: a training workdir with no checkpoint yet "
+            f"({os.path.join(workdir, 'checkpoints')} holds no saved step; the run stopped before "
+            "its first save). Train it (python -m bertjax.train --config ... --workdir "
+            f"{workdir}), or use a workdir whose run saved a checkpoint.")
 
 
 def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> None:
@@ -187,7 +205,9 @@ def restore_params(workdir: str, step: int | None = None
 
     Loads the latest (or the given) step's parameters only, without the optimizer state.
     extra: {"task": ..., "step": ..., "config": the full run config dict}.
+    Raises NoCheckpointError for a workdir with no saved step.
     """
+    require_checkpoint(workdir)
     run = _load_run_config(workdir)
     directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
     manager = ocp.CheckpointManager(directory,

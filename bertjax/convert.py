@@ -114,6 +114,25 @@ def _hf_config(cfg: ml_collections.ConfigDict, architecture: str, pad_id: int) -
 
 
 # ---------------------------------------------------------------------------------------------
+# Output directories
+
+
+def check_output_dir(out_dir: str) -> None:
+    """Raises ConvertError if out_dir exists and is not a directory (checked before any work)."""
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ConvertError(f"{out_dir}: exists and is not a directory; the output must be a new "
+                           "or existing directory")
+
+
+def _make_output_dir(out_dir: str) -> None:
+    check_output_dir(out_dir)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:  # e.g. a parent that is a file, or no permission
+        raise ConvertError(f"{out_dir}: cannot create the output directory ({e})") from None
+
+
+# ---------------------------------------------------------------------------------------------
 # Hugging Face
 
 
@@ -218,12 +237,12 @@ def to_huggingface(model_cfg: ml_collections.ConfigDict, params: Params,
     tensors = names.params_to_hf_tensors(model_cfg, params)
     if heads:  # A headed model's base lives under "bert.", the heads under "cls.".
         tensors = {(k if k.startswith("cls.") else "bert." + k): v for k, v in tensors.items()}
-    os.makedirs(out_dir, exist_ok=True)
+    _make_output_dir(out_dir)
     with open(os.path.join(out_dir, "config.json"), "w", encoding="utf-8") as f:
         json.dump(hf_cfg, f, indent=2)
     save_file(tensors, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
     if tokenizer is not None:
-        tokenizer_lib.save_tokenizer(tokenizer, out_dir)
+        tokenizer_lib.save_tokenizer(tokenizer, out_dir, model_cfg.max_position_embeddings)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -286,7 +305,7 @@ def save_bertjax(model_cfg: ml_collections.ConfigDict, params: Params,
     """Writes out_dir/{bertjax.json, params/, vocab.txt, tokenizer.json}; params in any layout."""
     import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
     out_dir = os.path.abspath(out_dir)
-    os.makedirs(out_dir, exist_ok=True)
+    _make_output_dir(out_dir)
     params = jax.tree.map(lambda x: np.asarray(x, dtype=np.float32),
                           model_lib.canonical_params(params))
     names.check_params(model_cfg, params, "save_bertjax")
@@ -299,7 +318,7 @@ def save_bertjax(model_cfg: ml_collections.ConfigDict, params: Params,
     with open(os.path.join(out_dir, "bertjax.json"), "w", encoding="utf-8") as f:
         json.dump(meta, f, indent=2)
     if tokenizer is not None:
-        tokenizer_lib.save_tokenizer(tokenizer, out_dir)
+        tokenizer_lib.save_tokenizer(tokenizer, out_dir, model_cfg.max_position_embeddings)
 
 
 def _read_bertjax_meta(directory: str) -> tuple[dict, ml_collections.ConfigDict]:
@@ -388,7 +407,12 @@ def model_config_of(path: str) -> ml_collections.ConfigDict:
     if kind == "google":
         cfg_path = os.path.join(path, "bert_config.json")
         return _model_config(_read_json(cfg_path), cfg_path, GOOGLE_TO_OURS_ACT)
-    cfg_path = os.path.join(path, "config.json")  # a training workdir: its run config
+    from bertjax import checkpoint  # pylint: disable=import-outside-toplevel
+    try:  # a training workdir: its run config, if its run saved a checkpoint
+        checkpoint.require_checkpoint(path)
+    except checkpoint.NoCheckpointError as e:
+        raise ConvertError(str(e)) from None
+    cfg_path = os.path.join(path, "config.json")
     fields = _read_json(cfg_path).get("model")
     if not isinstance(fields, dict):
         raise ConvertError(f"{cfg_path}: field 'model' is missing")
@@ -412,6 +436,8 @@ def load_any(path: str, lowercase: bool | None = None, *, with_extra: bool = Fal
             cfg, params, tokenizer_dir, extra = checkpoint.restore_params(path)
         except ConvertError:
             raise
+        except checkpoint.NoCheckpointError as e:  # a run that stopped before its first save
+            raise ConvertError(str(e)) from None
         except Exception as e:  # The workdir reader's own errors, re-labelled with the path.
             raise ConvertError(f"{path}: cannot restore the training checkpoint ({e})") from None
         params = jax.tree.map(np.asarray, model_lib.canonical_params(params))
@@ -434,6 +460,7 @@ def main(argv: list[str] | None = None) -> int:
                       help="force a cased tokenizer")
     args = parser.parse_args(argv)
     try:
+        check_output_dir(args.dst)  # before loading: a large model takes a while to read
         cfg, params, tok, extra = load_any(args.src, args.lowercase, with_extra=True)
         if args.to == "bertjax":
             save_bertjax(cfg, params, tok, args.dst, extra)

@@ -37,6 +37,18 @@ def test_bench_refuses_fewer_than_five_steps():
         bench.run(_tiny(), 4, 32, "train", 3, 1, [])
 
 
+@pytest.mark.parametrize("batch_size, seq_len, flag", [(4, 4, "--seq_len must be at least 6"),
+                                                       (0, 32, "--batch_size must be at least 1")])
+def test_bench_refuses_shapes_it_cannot_build_naming_the_flag(batch_size, seq_len, flag):
+    with pytest.raises(ValueError, match=flag):
+        bench.run(_tiny(), batch_size, seq_len, "train", 5, 1, [])
+    # The minimum is enough: distinct masked positions between [CLS] and [SEP].
+    batch = bench.synthetic_batch(_tiny().model, 2, bench.MIN_SEQ_LEN,
+                                  bench.max_predictions(bench.MIN_SEQ_LEN))
+    assert batch["masked_lm_positions"].min() >= 1
+    assert batch["masked_lm_positions"].max() <= bench.MIN_SEQ_LEN - 2
+
+
 def test_profile_step_groups_op_times_by_model_part_and_ab_tests_xla_options():
     out = subprocess.run(
         [sys.executable, "benchmarks/profile_step.py", "--config", "configs/bert_tiny.py",

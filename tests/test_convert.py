@@ -145,6 +145,18 @@ def test_roundtrip_bertjax_huggingface_bertjax_is_exact(tmp_path, imported, hf_m
     assert hf_tok("Café the FOX")["input_ids"] == tok.encode("Café the FOX").ids
 
 
+def test_exported_tokenizer_truncates_to_the_models_positions(tmp_path, imported):
+    cfg, params, tok = imported
+    assert cfg.max_position_embeddings == 41  # not 512, so a hard-coded length cannot pass
+    convert.to_huggingface(cfg, params, tok, str(tmp_path / "hf"))
+    convert.save_bertjax(cfg, params, tok, str(tmp_path / "bj"))
+    for out in ("hf", "bj"):
+        saved = json.loads((tmp_path / out / "tokenizer_config.json").read_text())
+        assert saved["model_max_length"] == 41, out
+    hf_tok = transformers.BertTokenizerFast.from_pretrained(str(tmp_path / "hf"))
+    assert len(hf_tok("the cat sat " * 100, truncation=True)["input_ids"]) == 41
+
+
 def test_bertjax_directory_roundtrip_and_gelu_tanh_export(tmp_path, imported):
     cfg, params, tok = imported
     convert.save_bertjax(cfg, params, tok, str(tmp_path / "bj"), extra={"task": "pretraining"})
@@ -321,6 +333,25 @@ def test_workdir_goes_through_checkpoint_restore_params(tmp_path, imported, monk
     assert tok is not None and cfg2.scan_layers
 
 
+def test_workdir_without_a_checkpoint_says_so(tmp_path, capsys):
+    """A run that failed before its first save leaves checkpoints/ (maybe without config.json)."""
+    from bertjax import checkpoint, pretrained
+    workdir = tmp_path / "w"
+    (workdir / "checkpoints").mkdir(parents=True)
+    expected = "w: a training workdir with no checkpoint yet"
+    for with_config in (False, True):
+        if with_config:
+            (workdir / "config.json").write_text(json.dumps({"task": "pretraining", "model": {}}))
+        for load in (convert.load_any, convert.model_config_of, pretrained.load):
+            with pytest.raises(convert.ConvertError, match=expected) as e:
+                load(str(workdir))
+            assert "config.json" not in str(e.value), load
+        with pytest.raises(checkpoint.NoCheckpointError, match=expected):
+            checkpoint.restore_params(str(workdir))
+        assert convert.main([str(workdir), str(tmp_path / "out")]) == 2
+        assert expected in capsys.readouterr().err
+
+
 def test_cli_huggingface_to_bertjax_to_huggingface(tmp_path, hf_pretraining_dir, hf_model):
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "USE_TF": "0"}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -341,6 +372,21 @@ def test_cli_huggingface_to_bertjax_to_huggingface(tmp_path, hf_pretraining_dir,
                                   b.seq_relationship_logits.numpy())
     # Errors: a message naming the path, exit status 2, no traceback.
     assert convert.main([str(tmp_path / "nowhere"), str(tmp_path / "out")]) == 2
+
+
+def test_output_that_is_a_file_is_a_convert_error(tmp_path, hf_pretraining_dir, imported,
+                                                  capsys):
+    cfg, params, tok = imported
+    out = tmp_path / "taken"
+    out.write_text("not a directory")
+    for to in ("huggingface", "bertjax"):
+        assert convert.main([str(hf_pretraining_dir), str(out), "--to", to]) == 2
+        assert f"error: {out}: exists and is not a directory" in capsys.readouterr().err
+    with pytest.raises(convert.ConvertError, match="taken: exists and is not a directory"):
+        convert.to_huggingface(cfg, params, tok, str(out))
+    with pytest.raises(convert.ConvertError, match="cannot create the output directory"):
+        convert.save_bertjax(cfg, params, tok, str(out / "below"))
+    assert out.read_text() == "not a directory"
 
 
 def test_bfloat16_safetensors_import_as_float32(tmp_path):

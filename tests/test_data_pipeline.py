@@ -240,3 +240,20 @@ def test_trained_tokenizer_is_cached(corpus_dir, tmp_path, caplog):
     with caplog.at_level(logging.INFO):
         pipeline.make_pretraining_data(cfg, seed=0, global_batch_size=8, workdir=str(tmp_path))
     assert "reusing trained vocabulary" in caplog.text and "reusing prepared shards" in caplog.text
+
+
+def test_prepare_command_reads_a_config_variant_like_train(corpus_dir, tmp_path, capsys):
+    """`--config FILE.py:VARIANT` is get_config(VARIANT), as in `python -m bertjax.train`."""
+    from bertjax.data import __main__ as data_main
+    data_main.main(["prepare", "--config", "configs/bert_tiny.py:smoke", "--workdir",
+                    str(tmp_path / "w"), "--corpus", str(corpus_dir / "part*.txt"),
+                    "--tokenizer", str(corpus_dir / "vocab.txt")])
+    printed = json.loads(capsys.readouterr().out)
+    with open(f"{printed['shards']}/meta.json") as f:
+        fields = json.load(f)["fields"]
+    assert fields["max_seq_length"] == 32  # smoke's, not the default variant's 128
+    with pytest.raises(SystemExit, match="bert_tiny.py:nope.*no variant 'nope'"):
+        data_main.load_config_file("configs/bert_tiny.py:nope")
+    with pytest.raises(SystemExit, match="--config configs/missing.py:smoke: no such config file"):
+        data_main.load_config_file("configs/missing.py:smoke")
+    assert data_main.load_config_file("configs/bert_tiny.py").data.max_seq_length == 128

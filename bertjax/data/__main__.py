@@ -2,9 +2,11 @@
 
   python -m bertjax.data vocab --corpus 'text/*.txt' --vocab-size 30522 --out vocab_dir [--cased]
   python -m bertjax.data prepare --config configs/bert_base.py --workdir runs/x
+  python -m bertjax.data prepare --config configs/bert_tiny.py:smoke --workdir runs/x
   python -m bertjax.data prepare --corpus builtin --cache-dir /tmp/data [--set max_seq_length=512 ...]
 
-`prepare` with --config reads `config.data` from a config file (get_config()); without it, it starts
+`prepare` with --config FILE.py[:ARG] reads `config.data` from get_config(ARG) of a config file, as
+`python -m bertjax.train --config` does (e.g. configs/bert_tiny.py:smoke); without it, it starts
 from bertjax.config.data(). --set FIELD=VALUE overrides any data field (the value is parsed as JSON
 where possible, e.g. true, 0.2, 512). It prints the shard directory and its meta.json summary.
 """
@@ -15,6 +17,7 @@ import argparse
 import importlib.util
 import json
 import logging
+import os
 import sys
 
 from bertjax import config as config_lib
@@ -23,12 +26,35 @@ from bertjax.data import prepare as prepare_lib
 from bertjax.data import tokenizer as tokenizer_lib
 
 
+def load_config_file(spec: str) -> "config_lib.ml_collections.ConfigDict":
+    """`FILE.py[:ARG]` -> FILE's get_config(ARG), as `python -m bertjax.train --config` reads it.
+
+    Everything after the first colon is the argument (ml_collections' config_flags convention).
+    A missing file, a file without get_config or an argument get_config refuses raises
+    SystemExit naming the flag and the file.
+    """
+    path, colon, arg = spec.partition(":")
+    if not os.path.isfile(path):
+        raise SystemExit(f"--config {spec}: no such config file {path!r}")
+    module_spec = importlib.util.spec_from_file_location("bertjax_user_config", path)
+    if module_spec is None or module_spec.loader is None:
+        raise SystemExit(f"--config {spec}: {path!r} is not a Python config file (FILE.py[:ARG])")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)  # the user's own config file, as bertjax.train runs it
+    if not callable(getattr(module, "get_config", None)):
+        raise SystemExit(f"--config {spec}: {path} defines no get_config()")
+    try:
+        cfg = module.get_config(arg) if colon else module.get_config()
+    except (ValueError, KeyError, TypeError) as e:  # a variant or argument the file refuses
+        raise SystemExit(f"--config {spec}: {path} get_config({arg!r}) failed: {e}") from None
+    if cfg is None:
+        raise SystemExit(f"--config {spec}: {path} get_config() returned None")
+    return cfg
+
+
 def _data_config(args) -> "config_lib.ml_collections.ConfigDict":
     if args.config:
-        spec = importlib.util.spec_from_file_location("bertjax_user_config", args.config)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)  # the user's own config file, as bertjax.train would run it
-        cfg = module.get_config()
+        cfg = load_config_file(args.config)
         cfg = cfg.data if "data" in cfg else cfg
     else:
         cfg = config_lib.data()
@@ -59,7 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     v.add_argument("--cased", action="store_true", help="keep case and accents (default: uncased)")
     v.add_argument("--max-line-bytes", type=int, default=1_000_000)
     p = sub.add_parser("prepare", help="tokenize a corpus and write example shards")
-    p.add_argument("--config", help="a config file with get_config() (its .data is used)")
+    p.add_argument("--config", metavar="FILE.py[:ARG]",
+                   help="a config file with get_config([ARG]) (its .data is used)")
     p.add_argument("--workdir", help="shards go to WORKDIR/data unless cache_dir is set")
     p.add_argument("--corpus")
     p.add_argument("--tokenizer")

@@ -169,8 +169,12 @@ def load_tokenizer(path: str, lowercase: bool | None = None) -> tokenizers.Token
     return from_vocab(vocab, lowercase, path)
 
 
-def save_tokenizer(tok: tokenizers.Tokenizer, out_dir: str) -> None:
-    """Writes out_dir/{vocab.txt, tokenizer.json, tokenizer_config.json}."""
+def save_tokenizer(tok: tokenizers.Tokenizer, out_dir: str, model_max_length: int = 512) -> None:
+    """Writes out_dir/{vocab.txt, tokenizer.json, tokenizer_config.json}.
+
+    model_max_length: what transformers truncates to; pass the model's max_position_embeddings
+    when saving next to a model (512, BERT's, for a vocabulary saved on its own).
+    """
     os.makedirs(out_dir, exist_ok=True)
     vocab = tok.get_vocab(with_added_tokens=False)
     by_id = sorted(vocab.items(), key=lambda kv: kv[1])
@@ -182,7 +186,7 @@ def save_tokenizer(tok: tokenizers.Tokenizer, out_dir: str) -> None:
     lowercase = tokenizer_lowercase(tok)
     hf_config = {"tokenizer_class": "BertTokenizer", "do_lower_case": lowercase,
                  "strip_accents": None, "tokenize_chinese_chars": True,
-                 "model_max_length": 512, "unk_token": "[UNK]", "sep_token": "[SEP]",
+                 "model_max_length": model_max_length, "unk_token": "[UNK]", "sep_token": "[SEP]",
                  "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"}
     with open(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
         json.dump(hf_config, f, indent=2)
