@@ -75,7 +75,7 @@ def test_first_try_that_failed_on_its_data_can_be_retried(tmp_path):
 
 
 def _workdir_with_model(path, **model):
-    os.makedirs(os.path.join(path, "checkpoints"))
+    os.makedirs(os.path.join(path, "checkpoints", "1"))  # a saved step (its contents unread)
     with open(os.path.join(path, "config.json"), "w") as f:
         json.dump({"task": "pretraining", "model": model}, f)
     return str(path)
