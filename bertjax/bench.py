@@ -25,7 +25,8 @@ devices (bertjax.flops.peak_flops: a chip table; on CPU the fp32 rate of 1024^2 
 median per size, best size, timed between the steps and stored as the host's rate).
 
 The last line printed is JSON with tokens_per_sec, sequences_per_sec, step_ms, model_tflops_per_sec,
-mfu, and per peer the same figures plus the ratio bertjax / peer.
+mfu, step_ms_min / step_ms_max (the spread of the timed steps: on a shared host a ratio of medians
+means little when the spreads overlap), and per peer the same figures plus the ratio bertjax / peer.
 """
 
 from __future__ import annotations
@@ -191,6 +192,8 @@ def figures(times: list[float], batch_size: int, seq_len: int, flops: float,
     step_s = statistics.median(times)
     return {
         "step_ms": 1e3 * step_s,
+        "step_ms_min": 1e3 * min(times),  # the spread: on a shared host, read it before a ratio
+        "step_ms_max": 1e3 * max(times),
         "sequences_per_sec": batch_size / step_s,
         "tokens_per_sec": batch_size * seq_len / step_s,
         "model_tflops_per_sec": flops / step_s / 1e12,
@@ -269,11 +272,12 @@ def table(result: dict) -> str:
     rows = [("bertjax", result)] + list(result["peers"].items())
     lines = [f"{result['mode']}: batch {result['batch_size']} x seq {result['seq_len']} "
              f"({result['masked_positions']} masked), {result['dtype']}, {result['devices']}",
-             f"{'':10} {'step ms':>9} {'tokens/s':>11} {'seq/s':>9} {'TFLOP/s':>8} {'MFU':>6}"
-             f" {'bertjax x':>9}"]
+             f"{'':10} {'step ms':>9} {'min-max ms':>15} {'tokens/s':>11} {'seq/s':>9} "
+             f"{'TFLOP/s':>8} {'MFU':>6} {'bertjax x':>9}"]
     for name, r in rows:
         ratio = f"{r['bertjax_speedup']:.2f}" if "bertjax_speedup" in r else ""
-        lines.append(f"{name:10} {r['step_ms']:9.1f} {r['tokens_per_sec']:11.0f} "
+        spread = f"{r['step_ms_min']:.1f}-{r['step_ms_max']:.1f}"
+        lines.append(f"{name:10} {r['step_ms']:9.1f} {spread:>15} {r['tokens_per_sec']:11.0f} "
                      f"{r['sequences_per_sec']:9.1f} {r['model_tflops_per_sec']:8.3f} "
                      f"{100 * r['mfu']:5.1f}% {ratio:>9}")
     return "\n".join(lines)

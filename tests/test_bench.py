@@ -27,6 +27,7 @@ def test_bench_reports_every_figure(mode):
     for key in ("tokens_per_sec", "sequences_per_sec", "step_ms", "model_tflops_per_sec", "mfu"):
         assert result[key] > 0, key
     assert result["tokens_per_sec"] == pytest.approx(4 * 32 * 1e3 / result["step_ms"])
+    assert result["step_ms_min"] <= result["step_ms"] <= result["step_ms_max"]
     assert result["masked_positions"] == 8  # 15% of 32, rounded up to a multiple of 4
     json.dumps(result)
     assert "bertjax" in bench.table(result)

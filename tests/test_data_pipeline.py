@@ -257,3 +257,14 @@ def test_prepare_command_reads_a_config_variant_like_train(corpus_dir, tmp_path,
     with pytest.raises(SystemExit, match="--config configs/missing.py:smoke: no such config file"):
         data_main.load_config_file("configs/missing.py:smoke")
     assert data_main.load_config_file("configs/bert_tiny.py").data.max_seq_length == 128
+
+
+def test_prepare_command_reports_a_corpus_that_matches_nothing_without_a_traceback(tmp_path,
+                                                                                     capsys):
+    from bertjax.data import __main__ as data_main
+    with pytest.raises(SystemExit) as exit_info:
+        data_main.main(["prepare", "--workdir", str(tmp_path), "--corpus",
+                        str(tmp_path / "nothing*.txt")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "nothing*.txt" in err, err

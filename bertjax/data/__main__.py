@@ -94,7 +94,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a data field")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        _run(args)
+    except (FileNotFoundError, prepare_lib.DataConfigError, tokenizer_lib.TokenizerError) as e:
+        # A user's input (corpus glob, config field, vocabulary) is wrong: say so, no traceback.
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
 
+
+def _run(args) -> None:
     if args.command == "vocab":
         corpus = corpus_lib.open_corpus(args.corpus, args.max_line_bytes)
         tok = tokenizer_lib.train_wordpiece(corpus.texts, args.vocab_size, not args.cased, args.out)
