@@ -135,6 +135,10 @@ def main(argv):
     host.tune_malloc()  # As bertjax.bench does: before JAX starts its CPU client.
     cfg = _CONFIG.value
     b, s = _BATCH.value, _SEQ.value
+    try:
+        bench.check_shape(b, s)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
     p = bench.max_predictions(s)
     cfg.batch_size, cfg.data.max_seq_length, cfg.data.max_predictions_per_seq = b, s, p
     setup = bench.build_train(cfg, bench.synthetic_batch(cfg.model, b, s, p, cfg.seed))

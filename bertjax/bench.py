@@ -86,14 +86,19 @@ MIN_SEQ_LEN = next(s for s in range(3, 64) if max_predictions(s) <= s - 2)
 
 def check_args(batch_size: int, seq_len: int, steps_n: int) -> None:
     """Raises ValueError naming the flag whose value the benchmark cannot run with."""
+    check_shape(batch_size, seq_len)
+    if steps_n < 5:
+        raise ValueError(f"--steps must be at least 5 (the median of >= 5 steps), got {steps_n}")
+
+
+def check_shape(batch_size: int, seq_len: int) -> None:
+    """Raises ValueError unless synthetic_batch can build a batch of this shape."""
     if batch_size < 1:
         raise ValueError(f"--batch_size must be at least 1, got {batch_size}")
     if seq_len < MIN_SEQ_LEN:
         raise ValueError(f"--seq_len must be at least {MIN_SEQ_LEN} (room for "
                          f"{max_predictions(MIN_SEQ_LEN)} masked positions between [CLS] and "
                          f"[SEP]), got {seq_len}")
-    if steps_n < 5:
-        raise ValueError(f"--steps must be at least 5 (the median of >= 5 steps), got {steps_n}")
 
 
 def synthetic_batch(cfg: ml_collections.ConfigDict, batch_size: int, seq_len: int,

@@ -31,6 +31,10 @@ PyTree = Any
 SHAPE_FIELDS = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
                 "max_position_embeddings", "type_vocab_size", "position_embedding",
                 "pre_layer_norm", "scan_layers")
+# The model fields a run takes from config.init_from's model: those that shape the parameters
+# (scan_layers is a layout, converted on load) and hidden_act.
+INIT_SHAPE_FIELDS = tuple(f for f in SHAPE_FIELDS if f != "scan_layers")
+INIT_FROM_FIELDS = INIT_SHAPE_FIELDS + ("hidden_act",)
 
 # Task fields that decide what a saved head's outputs mean (softmax classes, sigmoid labels or a
 # regression value); a run resumed with another value would train on silently.
@@ -84,7 +88,7 @@ def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> None:
     if saved.get("task") != config.task:
         diffs.append(f"task: checkpoint {saved.get('task')!r} vs config {config.task!r}")
     saved_model = saved.get("model", {})
-    for name in SHAPE_FIELDS:
+    for name in SHAPE_FIELDS + ("hidden_act",):  # hidden_act: same shapes, another function
         if name in saved_model and saved_model[name] != config.model.get(name):
             diffs.append(f"model.{name}: checkpoint {saved_model[name]!r} vs config "
                          f"{config.model.get(name)!r}")
@@ -115,11 +119,14 @@ def restore_or_explain(checkpointer: "Checkpointer", step: int, target: PyTree,
             f"({config_path(workdir)}).") from None
 
 
-def _check_same_tokenizer(workdir: str, tokenizer_src: str) -> None:
+def check_same_tokenizer(workdir: str, tokenizer_src: str | None) -> None:
     """A resumed run must keep its vocabulary: token ids in the checkpoint refer to it."""
+    if not tokenizer_src:
+        return
     mine = os.path.join(tokenizer_dir(workdir), "vocab.txt")
     new = os.path.join(tokenizer_src, "vocab.txt")
-    if not (os.path.exists(mine) and os.path.exists(new)):
+    if os.path.abspath(mine) == os.path.abspath(new) or not (
+            os.path.exists(mine) and os.path.exists(new)):
         return
     with open(mine, "rb") as a, open(new, "rb") as b:
         if a.read() != b.read():
@@ -129,14 +136,10 @@ def _check_same_tokenizer(workdir: str, tokenizer_src: str) -> None:
 
 
 def write_run_files(workdir: str, config: ml_collections.ConfigDict, tokenizer_src: str | None):
-    """W/config.json and W/tokenizer/ (primary process only). A tokenizer whose vocabulary
-    differs from the one already in W/tokenizer/ is refused before anything is written."""
+    """W/config.json and W/tokenizer/ (primary process only). The trainer calls it once the
+    run's checkpoint restored under `config` (check_compatible, check_same_tokenizer passed)."""
     if jax.process_index() != 0:
         return
-    same_dir = tokenizer_src and os.path.abspath(tokenizer_src) == os.path.abspath(
-        tokenizer_dir(workdir))
-    if tokenizer_src and not same_dir:
-        _check_same_tokenizer(workdir, tokenizer_src)
     os.makedirs(workdir, exist_ok=True)
     tmp = config_path(workdir) + ".tmp"
     with open(tmp, "w") as f:

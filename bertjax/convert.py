@@ -199,14 +199,17 @@ def _maybe_tokenizer(directory: str, lowercase: bool | None):
         raise ConvertError(str(e)) from None
 
 
-def from_huggingface(directory: str, lowercase: bool | None = None) -> Loaded:
-    """An HF BERT directory -> (model_cfg, canonical params, tokenizer or None)."""
-    cfg_path = os.path.join(directory, "config.json")
+def _hf_model_config(cfg_path: str) -> ml_collections.ConfigDict:
     raw_cfg = _read_json(cfg_path)
     if raw_cfg.get("model_type", "bert") != "bert":
         raise ConvertError(f"{cfg_path}: field 'model_type'={raw_cfg['model_type']!r}: only "
                            "'bert' checkpoints can be imported")
-    cfg = _model_config(raw_cfg, cfg_path, HF_TO_OURS_ACT)
+    return _model_config(raw_cfg, cfg_path, HF_TO_OURS_ACT)
+
+
+def from_huggingface(directory: str, lowercase: bool | None = None) -> Loaded:
+    """An HF BERT directory -> (model_cfg, canonical params, tokenizer or None)."""
+    cfg = _hf_model_config(os.path.join(directory, "config.json"))
     raw, where = _read_hf_weights(directory)
     tensors = {}
     for name, value in raw.items():
@@ -402,8 +405,7 @@ def model_config_of(path: str) -> ml_collections.ConfigDict:
     if kind == "bertjax":
         return _read_bertjax_meta(path)[1]
     if kind == "huggingface":
-        return _model_config(_read_json(os.path.join(path, "config.json")),
-                             os.path.join(path, "config.json"), HF_TO_OURS_ACT)
+        return _hf_model_config(os.path.join(path, "config.json"))
     if kind == "google":
         cfg_path = os.path.join(path, "bert_config.json")
         return _model_config(_read_json(cfg_path), cfg_path, GOOGLE_TO_OURS_ACT)

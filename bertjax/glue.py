@@ -88,10 +88,9 @@ def task_config(name: str, init_from: str, overrides: list[tuple[str, str]],
     config = glue_config.get_config(f"task={name}")
     config.init_from = init_from
     if source_cfg is not None:
-        for field in ckpt_lib.SHAPE_FIELDS:
-            if field != "scan_layers" and source_cfg.get(field) is not None:
+        for field in ckpt_lib.INIT_FROM_FIELDS:
+            if source_cfg.get(field) is not None:
                 config.model[field] = source_cfg[field]
-        config.model.hidden_act = source_cfg.get("hidden_act", config.model.hidden_act)
     for dotted, text in overrides:
         apply_override(config, dotted, text)
     return config

@@ -48,6 +48,11 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
             raise ConfigError(f"config.{name} must be > 0, got {config[name]!r}")
     if config.eval_every_steps < 0:
         raise ConfigError(f"config.eval_every_steps must be >= 0, got {config.eval_every_steps}")
+    if config.get("num_eval_batches", -1) == 0:
+        for name in ("eval_metric", "early_stopping_patience"):
+            if config.get(name):
+                raise ConfigError(f"config.num_eval_batches=0 (no evaluation) but config.{name}="
+                                  f"{config[name]!r} needs evaluations; unset one of them")
     shape = sharding.mesh_shape(config.mesh, num_devices)
     dp = shape[0] * shape[1]
     accum = config.optimizer.grad_accum_steps
@@ -100,27 +105,30 @@ def _to_global(batch: dict, batch_sharding) -> dict:
         for k, v in batch.items()}
 
 
-# What a run takes from config.init_from's model when the config leaves it at its default.
-INIT_FROM_FIELDS = tuple(f for f in ckpt_lib.SHAPE_FIELDS if f != "scan_layers") + ("hidden_act",)
-
-
-def adopt_init_from_model(config: ml_collections.ConfigDict, explicit=()) -> list[str]:
-    """Sets config.model's shape fields (and hidden_act) to those of config.init_from's model
-    where the config leaves them at their BERT-base defaults and the command line did not name
-    them (`explicit`: override keys such as "model.num_layers"). So configs/classify.py, whose
-    model is BERT-base, fine-tunes a BERT-tiny or BERT-large checkpoint as it is; a value the
+def adopt_init_from_model(config: ml_collections.ConfigDict, explicit=(),
+                          workdir: str | None = None) -> list[str]:
+    """Sets config.model's ckpt_lib.INIT_FROM_FIELDS to those of config.init_from's model where
+    the config leaves them at their BERT-base defaults and the command line did not name them
+    (`explicit`: override keys such as "model.num_layers"). So configs/classify.py, whose model
+    is BERT-base, fine-tunes a BERT-tiny or BERT-large checkpoint as it is; a shape field the
     user did set and that differs still fails in _load_init_from, naming the field.
+
+    When `workdir` already holds a checkpoint the fields come from its own W/config.json
+    instead: a resumed run is the run it was, whatever init_from holds now (or if it is gone).
     Returns the "model.<field>=value" changes made (also logged)."""
     if not config.get("init_from"):
         return []
     from bertjax import convert  # pylint: disable=import-outside-toplevel
+    resumed = bool(workdir) and ckpt_lib.has_checkpoint(workdir)
+    source = workdir if resumed else config.init_from
     try:
-        src = convert.model_config_of(config.init_from)
+        src = convert.model_config_of(source)
     except convert.ConvertError as e:
-        raise ConfigError(f"config.init_from={config.init_from!r}: {e}") from None
+        what = f"the run in {workdir}" if resumed else f"config.init_from={config.init_from!r}"
+        raise ConfigError(f"{what}: {e}") from None
     default = config_lib.model()
     changed = []
-    for name in INIT_FROM_FIELDS:
+    for name in ckpt_lib.INIT_FROM_FIELDS:
         value = src.get(name)
         if (f"model.{name}" in explicit or value is None or config.model.get(name) == value
                 or config.model.get(name) != default.get(name)):
@@ -128,8 +136,7 @@ def adopt_init_from_model(config: ml_collections.ConfigDict, explicit=()) -> lis
         config.model[name] = value
         changed.append(f"model.{name}={value!r}")
     if changed:
-        logging.info("config.init_from %s: model fields taken from it: %s", config.init_from,
-                     ", ".join(changed))
+        logging.info("model fields taken from %s: %s", source, ", ".join(changed))
     return changed
 
 
@@ -144,7 +151,7 @@ def _load_init_from(path: str, task: tasks_base.Task, model_cfg, params: PyTree,
         from bertjax import convert  # the interop helper's module
         src_cfg, src_params, _ = convert.load_any(path)
     diffs = [f"model.{k}: {path} has {src_cfg.get(k)!r}, config has {model_cfg.get(k)!r}"
-             for k in ckpt_lib.SHAPE_FIELDS if k != "scan_layers" and src_cfg.get(k) is not None
+             for k in ckpt_lib.INIT_SHAPE_FIELDS if src_cfg.get(k) is not None
              and src_cfg.get(k) != model_cfg.get(k)]
     if diffs:
         raise ckpt_lib.CheckpointMismatchError(
@@ -207,6 +214,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if latest is not None:
         ckpt_lib.check_compatible(workdir, config)
     data = task.data(config, workdir, jax.process_index(), jax.process_count())
+    if latest is not None:  # every process, so none goes on alone into the step's collectives
+        ckpt_lib.check_same_tokenizer(workdir, data.tokenizer_dir)
     vocab = data.tokenizer.get_vocab_size() if data.tokenizer is not None else 0
     if vocab > config.model.vocab_size:
         raise ConfigError(f"the tokenizer has {vocab} tokens but config.model.vocab_size="
@@ -396,7 +405,8 @@ def main(argv):
     logging.getLogger("absl").addFilter(_QuietOrbax())
     initialize_distributed()
     config = _CONFIG.value
-    adopt_init_from_model(config, config_flags.get_override_values(flags.FLAGS["config"]))
+    adopt_init_from_model(config, config_flags.get_override_values(flags.FLAGS["config"]),
+                          _WORKDIR.value)
     summary = train_and_evaluate(config, _WORKDIR.value)
     if summary["preempted"]:
         logging.info("preempted at step %d; exiting with status 0", summary["step"])

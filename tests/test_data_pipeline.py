@@ -252,9 +252,10 @@ def test_prepare_command_reads_a_config_variant_like_train(corpus_dir, tmp_path,
     with open(f"{printed['shards']}/meta.json") as f:
         fields = json.load(f)["fields"]
     assert fields["max_seq_length"] == 32  # smoke's, not the default variant's 128
-    with pytest.raises(SystemExit, match="bert_tiny.py:nope.*no variant 'nope'"):
+    with pytest.raises(prepare.DataConfigError, match="bert_tiny.py:nope.*no variant 'nope'"):
         data_main.load_config_file("configs/bert_tiny.py:nope")
-    with pytest.raises(SystemExit, match="--config configs/missing.py:smoke: no such config file"):
+    with pytest.raises(prepare.DataConfigError,
+                       match="--config configs/missing.py:smoke: no such config file"):
         data_main.load_config_file("configs/missing.py:smoke")
     assert data_main.load_config_file("configs/bert_tiny.py").data.max_seq_length == 128
 

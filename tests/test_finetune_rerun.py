@@ -109,3 +109,43 @@ def test_local_files_replace_the_configs_default_tfds_dataset(tmp_path):
     rows = list(finetune_data.split_rows(data, "train"))
     assert [r.fields["text"] for r in rows] == ["a cat"]
     assert finetune_data.split_rows(data, "validation") is None
+    data.train = ""
+    data.validation = str(tmp_path / "t.csv")  # a local dev file with TFDS train: ambiguous
+    with pytest.raises(ConfigError, match="config.data.validation is a local file but"):
+        finetune_data.uses_tfds(data)
+
+
+def test_a_resumed_run_keeps_its_own_model_whatever_init_from_holds_now(tmp_path):
+    run = _workdir_with_model(tmp_path / "run", vocab_size=99, hidden_size=32, num_layers=2,
+                              num_heads=2, intermediate_size=37, hidden_act="gelu_tanh")
+    cfg = classify_config.get_config("single")
+    cfg.init_from = str(tmp_path / "gone")  # moved away since the run started
+    changed = train.adopt_init_from_model(cfg, workdir=run)
+    assert "model.hidden_act='gelu_tanh'" in changed and cfg.model.hidden_size == 32
+    cfg.model.hidden_act = "gelu"  # same shapes, another function: not resumable
+    with pytest.raises(ckpt_lib.CheckpointMismatchError, match="model.hidden_act: checkpoint"):
+        ckpt_lib.check_compatible(run, cfg)
+
+
+def test_init_from_a_non_bert_hf_model_is_refused_before_anything_is_built(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "roberta"}))
+    cfg = classify_config.get_config("single")
+    cfg.init_from = str(tmp_path)
+    with pytest.raises(ConfigError, match="model_type'='roberta'"):
+        train.adopt_init_from_model(cfg)
+
+
+def test_evaluation_off_with_an_eval_metric_is_a_config_error():
+    cfg = classify_config.get_config("single")
+    cfg.num_eval_batches = 0
+    cfg.eval_metric = "accuracy"
+    with pytest.raises(ConfigError, match="num_eval_batches=0 .*config.eval_metric='accuracy'"):
+        train.validate(cfg, 1, 1)
+
+
+def test_labels_json_is_kept_once_best_params_were_saved_with_it(tmp_path):
+    finetune_data.write_labels(str(tmp_path), "classification", ["neg", "pos"])
+    finetune_data.write_labels(str(tmp_path), "classification", ["a", "b"])  # no run yet: ok
+    (tmp_path / "best").mkdir()
+    with pytest.raises(readers.DataError, match="must keep its label set"):
+        finetune_data.write_labels(str(tmp_path), "classification", ["a", "b", "c"])

@@ -31,24 +31,24 @@ def load_config_file(spec: str) -> "config_lib.ml_collections.ConfigDict":
 
     Everything after the first colon is the argument (ml_collections' config_flags convention).
     A missing file, a file without get_config or an argument get_config refuses raises
-    SystemExit naming the flag and the file.
+    DataConfigError naming the flag and the file (main prints it as "error: ...", exit 2).
     """
     path, colon, arg = spec.partition(":")
     if not os.path.isfile(path):
-        raise SystemExit(f"--config {spec}: no such config file {path!r}")
+        raise prepare_lib.DataConfigError(f"--config {spec}: no such config file {path!r}")
     module_spec = importlib.util.spec_from_file_location("bertjax_user_config", path)
     if module_spec is None or module_spec.loader is None:
-        raise SystemExit(f"--config {spec}: {path!r} is not a Python config file (FILE.py[:ARG])")
+        raise prepare_lib.DataConfigError(f"--config {spec}: {path!r} is not a Python config file (FILE.py[:ARG])")
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)  # the user's own config file, as bertjax.train runs it
     if not callable(getattr(module, "get_config", None)):
-        raise SystemExit(f"--config {spec}: {path} defines no get_config()")
+        raise prepare_lib.DataConfigError(f"--config {spec}: {path} defines no get_config()")
     try:
         cfg = module.get_config(arg) if colon else module.get_config()
     except (ValueError, KeyError, TypeError) as e:  # a variant or argument the file refuses
-        raise SystemExit(f"--config {spec}: {path} get_config({arg!r}) failed: {e}") from None
+        raise prepare_lib.DataConfigError(f"--config {spec}: {path} get_config({arg!r}) failed: {e}") from None
     if cfg is None:
-        raise SystemExit(f"--config {spec}: {path} get_config() returned None")
+        raise prepare_lib.DataConfigError(f"--config {spec}: {path} get_config() returned None")
     return cfg
 
 
@@ -65,7 +65,7 @@ def _data_config(args) -> "config_lib.ml_collections.ConfigDict":
     for item in args.set or []:
         field, _, raw = item.partition("=")
         if field not in cfg:
-            raise SystemExit(f"--set {item}: config.data has no field {field!r}")
+            raise prepare_lib.DataConfigError(f"--set {item}: config.data has no field {field!r}")
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:

@@ -95,10 +95,15 @@ def load_tokenizer(config: ml_collections.ConfigDict) -> tuple[tokenizers.Tokeni
 
 def uses_tfds(data_cfg: ml_collections.ConfigDict) -> bool:
     """TFDS is the source when tfds_name is set and no local file is: a config whose default is
-    a TFDS dataset (configs/squad.py) reads the user's files once train / validation / test
-    are given."""
-    return bool(data_cfg.tfds_name) and not any(
-        data_cfg.get(split) for split in ("train", "validation", "test"))
+    a TFDS dataset (configs/squad.py) reads the user's files once they are given. Files for
+    some splits but no train file, with tfds_name set, is ambiguous: a ConfigError says so."""
+    files = [split for split in ("train", "validation", "test") if data_cfg.get(split)]
+    if data_cfg.tfds_name and files and "train" not in files:
+        raise ConfigError(
+            f"config.data.{files[0]} is a local file but config.data.train is not, while "
+            f"config.data.tfds_name={data_cfg.tfds_name!r}: local files replace TFDS for every "
+            "split, so set config.data.train too (or tfds_name='' / no local files)")
+    return bool(data_cfg.tfds_name) and not files
 
 
 def split_rows(data_cfg: ml_collections.ConfigDict, split: str) -> Iterator[readers.Row] | None:
@@ -163,9 +168,9 @@ def write_labels(workdir: str | None, task: str, names: list[str]) -> None:
         old = read_labels(workdir)
         if old == names:
             return
-        # Before the first checkpoint nothing depends on the old set (a first try that stopped
-        # at a data error, say): the new one replaces it.
-        if checkpoint.has_checkpoint(workdir):
+        # Before the first checkpoint or kept best params nothing depends on the old set (a
+        # first try that stopped at a data error, say): the new one replaces it.
+        if checkpoint.has_checkpoint(workdir) or os.path.isdir(os.path.join(workdir, "best")):
             raise readers.DataError(
                 f"{path} holds labels {old} but this run's data gives {names}: a resumed run "
                 "must keep its label set (set config.data.labels, or use a new workdir)")
