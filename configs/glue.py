@@ -13,6 +13,8 @@ QNLI ~91.5, RTE ~66, WNLI ~56 (majority class).
 
 import math
 
+import ml_collections
+
 from bertjax.tasks import classification, finetune_data
 
 # name: (text columns, metrics (the first picks the best checkpoint), kind, train examples,
@@ -49,10 +51,14 @@ def get_config(arg: str = "task=cola"):
     c.data.text_pair_column = columns[1] if len(columns) > 1 else ""  # Second text of a pair.
     c.data.max_seq_length = 128  # BERT's GLUE sequence length.
     c.batch_size = 32  # BERT's.
-    c.num_train_steps = math.ceil(3 * train_size / 32)  # 3 epochs.
+    # num_train_steps is a FieldReference and the two periods below are formulas of it, so they
+    # follow --config.num_train_steps=N (computed once from the default, a short run would evaluate
+    # and checkpoint only at its end); setting a period yourself replaces its formula.
+    c.num_train_steps = ml_collections.FieldReference(math.ceil(3 * train_size / 32))  # 3 epochs.
     c.optimizer.learning_rate = 2e-5  # From BERT's grid {5e-5, 3e-5, 2e-5}.
     c.optimizer.warmup_proportion = 0.1  # 10% of the updates.
-    c.eval_every_steps = max(c.num_train_steps // 6, 1)  # Twice per epoch.
-    c.checkpoint_every_steps = c.eval_every_steps  # Keep resumable at each evaluation.
+    c.eval_every_steps = (c.get_ref("num_train_steps") + 5) // 6  # Twice per epoch: ceil(N / 6).
+    c.checkpoint_every_steps = c.get_ref("eval_every_steps") + 0  # At each evaluation (+ 0: its
+    # own reference, so setting checkpoint_every_steps leaves eval_every_steps alone).
     c.eval_metric = metrics[0]  # Dev metric picking W/best/.
     return c

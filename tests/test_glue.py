@@ -107,3 +107,14 @@ def test_glue_driver_end_to_end_on_mock_data(tmp_path, capsys):
     # The encoder started from --init_from (its shape fields were taken from the checkpoint).
     run_cfg = json.loads((workdir / "mnli" / "config.json").read_text())
     assert run_cfg["model"]["hidden_size"] == 32 and run_cfg["init_from"] == str(init)
+
+
+def test_glue_periods_follow_an_overridden_num_train_steps():
+    cfg = glue.task_config("mnli", "", [("num_train_steps", "100")])
+    assert (cfg.eval_every_steps, cfg.checkpoint_every_steps) == (17, 17)  # ceil(100 / 6)
+    cfg = glue.task_config("mnli", "", [("num_train_steps", "100"),
+                                        ("checkpoint_every_steps", "5")])
+    assert (cfg.eval_every_steps, cfg.checkpoint_every_steps) == (17, 5)
+    cfg = glue.task_config("rte", "", [("eval_every_steps", "4")])
+    assert (cfg.eval_every_steps, cfg.checkpoint_every_steps) == (4, 4)
+    assert json.loads(cfg.to_json())["eval_every_steps"] == 4  # config.json holds the value
