@@ -78,3 +78,23 @@ class MetricsLog:
             self._bar.close()
         if self._writer is not None:
             self._writer.close()
+
+
+def eval_metrics_at(workdir: str, step: int) -> dict[str, float]:
+    """The eval/ metrics logged at `step` in W/metrics.jsonl (names without "eval/"); {} if none.
+
+    How a driver reads a finished run's scores: a rerun of a finished run resumes, trains nothing
+    and evaluates nothing, so its summary["eval"] is empty but this record is not."""
+    found = {}
+    path = os.path.join(workdir, "metrics.jsonl")
+    if not os.path.exists(path):
+        return found
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            if row.get("step") == step:
+                found.update({k[len("eval/"):]: v for k, v in row.items()
+                              if k.startswith("eval/")})
+    return found

@@ -5,14 +5,21 @@
 
 Small dev sets (RTE, MRPC, CoLA, STS-B) swing by points between seeds (Devlin et al. 2018 and
 Dodge et al. 2020 report restarts); the median is the number to quote. Each seed runs in
-W/seed_<s> (rerunning resumes), with config.seed = s. The metric is config.eval_metric at the
-best checkpoint when set, else --metric (default accuracy) at the end. Prints a table and writes
-W/seeds.json: {"metric", "seeds", "values": {seed: v}, "median", "mean", "std"}.
+W/seed_<s> (rerunning resumes), with config.seed = s. The metric compared is --metric when given,
+else config.eval_metric, else accuracy; each seed's value is read from its W/seed_<s>/metrics.jsonl
+at its best checkpoint's step (the one config.eval_metric picked) when it has one, else at its last
+step. Prints a table and writes W/seeds.json: {"metric", "seeds", "values": {seed: v}, "median",
+"mean", "std"}.
+
+SIGTERM (preemption) stops the running seed at a checkpoint and the command at once, status 0: no
+later seed starts and seeds.json is not written. Rerun the same command to resume: finished seeds
+return at once.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import statistics
 from typing import Sequence
@@ -21,7 +28,8 @@ import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
-from bertjax import train
+from bertjax import best as best_lib
+from bertjax import metrics_log, train
 from bertjax.model import ConfigError
 
 
@@ -36,23 +44,33 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def run_seeds(config: ml_collections.ConfigDict, workdir: str, seeds: Sequence[int],
-              metric: str = "") -> dict:
-    """train_and_evaluate once per seed in workdir/seed_<s>; -> the W/seeds.json dict."""
-    name = metric or config.get("eval_metric", "") or "accuracy"
+              metric: str = "") -> dict | None:
+    """train_and_evaluate once per seed in workdir/seed_<s>; -> the W/seeds.json dict, or None
+    when SIGTERM stopped a seed (checkpointed; nothing written; a rerun resumes)."""
+    name = metric or config.get("eval_metric", "") or "accuracy"  # the explicit --metric wins
     key = name if name.startswith("eval/") else "eval/" + name
     values = {}
-    for seed in seeds:
+    for i, seed in enumerate(seeds):
         run_cfg = ml_collections.ConfigDict(config.to_dict())
         run_cfg.seed = int(seed)
-        summary = train.train_and_evaluate(run_cfg, os.path.join(workdir, f"seed_{seed}"))
-        best = summary.get("best")
+        run_dir = os.path.join(workdir, f"seed_{seed}")
+        summary = train.train_and_evaluate(run_cfg, run_dir)
+        if summary.get("preempted"):
+            logging.info("seeds: SIGTERM during seed %d (checkpointed in %s); not started: %s; "
+                         "seeds.json not written. Rerun the same command to resume.", seed,
+                         run_dir, ",".join(map(str, seeds[i + 1:])) or "none")
+            return None
+        best = summary.get("best") or best_lib.read_best(run_dir)
         if best and best.get("metric") == key:
             values[seed] = float(best["value"])
-        elif key in summary["eval"]:
-            values[seed] = float(summary["eval"][key])
-        else:
-            raise ConfigError(f"metric {name!r} is not among the eval metrics "
-                              f"{sorted(summary['eval'])} of seed {seed}")
+            continue
+        # From metrics.jsonl, not summary["eval"]: a finished run resumed evaluates nothing.
+        step = best["step"] if best else summary["step"]
+        found = metrics_log.eval_metrics_at(run_dir, step)
+        if key[len("eval/"):] not in found:
+            raise ConfigError(f"metric {name!r} is not among the eval metrics {sorted(found)} "
+                              f"of seed {seed} at step {step} ({run_dir}/metrics.jsonl)")
+        values[seed] = float(found[key[len("eval/"):]])
     vals = list(values.values())
     result = {"metric": key, "seeds": list(seeds), "values": {str(s): v for s, v in values.items()},
               "median": statistics.median(vals), "mean": statistics.fmean(vals),
@@ -73,17 +91,22 @@ def format_result(result: dict) -> str:
 
 # --config and --workdir (W: one run per seed in W/seed_<s>) are the trainer's flags.
 _SEEDS = flags.DEFINE_string("seeds", "", "Comma-separated seeds (default: config.seeds).")
-_METRIC = flags.DEFINE_string("metric", "", "Eval metric to compare (default: eval_metric).")
+_METRIC = flags.DEFINE_string("metric", "", "Eval metric to compare; wins over "
+                              "config.eval_metric (default: eval_metric, else accuracy).")
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    train.setup_process(train._COORDINATOR.value, train._NUM_PROCESSES.value,  # pylint: disable=protected-access
+                        train._PROCESS_ID.value)  # pylint: disable=protected-access
     config = train._CONFIG.value  # pylint: disable=protected-access
     train.adopt_init_from_model(config, config_flags.get_override_values(flags.FLAGS["config"]))
     seeds = parse_seeds(_SEEDS.value or config.get("seeds", "") or "")
-    print(format_result(run_seeds(config, train._WORKDIR.value, seeds,  # pylint: disable=protected-access
-                                  _METRIC.value)))
+    result = run_seeds(config, train._WORKDIR.value, seeds,  # pylint: disable=protected-access
+                       _METRIC.value)
+    if result is not None:
+        print(format_result(result))
 
 
 if __name__ == "__main__":

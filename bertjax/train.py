@@ -397,6 +397,24 @@ class _QuietOrbax(logging.Filter):
         return record.levelno >= logging.WARNING or "orbax" not in record.pathname
 
 
+def setup_process(coordinator_address: str | None = None, num_processes: int | None = None,
+                  process_id: int | None = None) -> None:
+    """What a command that trains does first (bertjax.train, .glue, .seeds), before JAX starts
+    its CPU client: host.tune_malloc, INFO logging without Orbax's per-save lines, and
+    jax.distributed.initialize (explicit arguments, else automatic on TPU pods and SLURM jobs).
+    Calling it again adds no second filter."""
+    host.tune_malloc()
+    logging.getLogger().setLevel(logging.INFO)
+    absl_logger = logging.getLogger("absl")
+    if not any(isinstance(f, _QuietOrbax) for f in absl_logger.filters):
+        absl_logger.addFilter(_QuietOrbax())
+    if coordinator_address:
+        jax.distributed.initialize(coordinator_address, num_processes, process_id)
+    elif int(os.environ.get("SLURM_NTASKS", "1")) > 1 or "," in os.environ.get(
+            "TPU_WORKER_HOSTNAMES", ""):
+        jax.distributed.initialize()
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
