@@ -8,10 +8,16 @@ resumes), the --config.x=v overrides applied to every task. The model shape fiel
 checkpoint, so any BERT size works without overrides. Scores are those of each task's best dev
 checkpoint (its first metric); MNLI's mismatched dev set is scored with the same params.
 
-The table (W/glue.md and W/glue.csv, also printed) has GLUE's usual columns, scores x100:
+The table (W/glue.md, W/glue.csv and W/glue.json, also printed) covers every task finished in W:
+a rerun with --tasks replaces those tasks' rows and keeps the others. It has GLUE's usual columns,
+scores x100:
 CoLA (MCC), SST-2 (acc), MRPC (F1/acc), STS-B (Pearson/Spearman), QQP (F1/acc), MNLI-m, MNLI-mm,
 QNLI, RTE, WNLI (acc). Score: GLUE's convention -- a task with two metrics counts as their mean
-(MNLI as the mean of m and mm), then the unweighted mean over the tasks run.
+(MNLI as the mean of m and mm), then the unweighted mean over the tasks in the table.
+
+SIGTERM (preemption) stops the running task at a checkpoint and the command at once, status 0: no
+later task starts and the half-trained task gets no row. Rerun the same command to resume: the
+finished tasks return at once and the table is written when the last task finishes.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import ml_collections
 
 from bertjax import best as best_lib
 from bertjax import checkpoint as ckpt_lib
+from bertjax import metrics_log
 from configs import glue as glue_config
 
 # (column, task, metric names) in GLUE's order; two metrics are shown "a/b".
@@ -108,27 +115,18 @@ def evaluate_split(workdir: str, split: str) -> dict[str, float]:
     return run.task.evaluate_predictions(run.predict_batches(batches), batches)
 
 
-def _metrics_at(workdir: str, step: int) -> dict[str, float]:
-    """The eval/ metrics logged at `step` in W/metrics.jsonl (names without "eval/")."""
-    found = {}
-    with open(os.path.join(workdir, "metrics.jsonl"), encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            if row.get("step") == step:
-                found.update({k[len("eval/"):]: v for k, v in row.items()
-                              if k.startswith("eval/")})
-    return found
-
-
 def run_task(name: str, workdir: str, init_from: str, overrides: list[tuple[str, str]],
-             source_cfg=None) -> dict[str, float]:
-    """Fine-tunes one task in workdir; -> its dev metrics at the best (else last) checkpoint."""
+             source_cfg=None) -> dict[str, float] | None:
+    """Fine-tunes one task in workdir; -> its dev metrics at the best (else last) checkpoint, or
+    None when SIGTERM stopped it (checkpointed: a rerun resumes it)."""
     from bertjax import train  # pylint: disable=import-outside-toplevel
     config = task_config(name, init_from, overrides, source_cfg)
     summary = train.train_and_evaluate(config, workdir)
+    if summary["preempted"]:
+        return None
     best = summary.get("best") or best_lib.read_best(workdir)
-    results = (_metrics_at(workdir, best["step"]) if best
-               else {k[len("eval/"):]: v for k, v in summary["eval"].items()})
+    # From W/metrics.jsonl, not summary["eval"]: a finished run resumed evaluates nothing.
+    results = metrics_log.eval_metrics_at(workdir, best["step"] if best else summary["step"])
     for split in config.extra_eval_splits:
         for k, v in evaluate_split(workdir, split).items():
             results[f"{split}/{k}"] = v
@@ -154,6 +152,15 @@ def table(results: dict[str, dict[str, float]]) -> tuple[list[str], list[str], f
     return names, cells, score
 
 
+def read_results(workdir: str) -> dict[str, dict[str, float]]:
+    """W/glue.json: {task: dev metrics} of the tasks finished in W so far ({} before the first)."""
+    path = os.path.join(workdir, "glue.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def write_tables(results: dict[str, dict[str, float]], workdir: str) -> tuple[str, str]:
     names, cells, score = table(results)
     names, cells = names + ["Score"], cells + ["" if score is None else f"{score:.1f}"]
@@ -176,6 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", required=True, help="W: one run per task in W/<task>")
     parser.add_argument("--tasks", default=",".join(glue_config.TASKS),
                         help="comma-separated GLUE tasks")
+    parser.add_argument("--coordinator_address", default=None,
+                        help="host:port of process 0 (multi-process without TPU/SLURM)")
+    parser.add_argument("--num_processes", type=int, default=None, help="number of processes")
+    parser.add_argument("--process_id", type=int, default=None, help="this process's index")
     args, rest = parser.parse_known_args(argv)
     overrides = []
     for item in rest:
@@ -184,24 +195,33 @@ def main(argv: list[str] | None = None) -> int:
         dotted, text = item[len("--config."):].split("=", 1)
         overrides.append((dotted, text))
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if not tasks:
+        parser.error("--tasks: no task given")
     unknown = [t for t in tasks if t not in glue_config.TASKS]
     if unknown:
         parser.error(f"--tasks: unknown GLUE task(s) {unknown} (have: {sorted(glue_config.TASKS)})")
     for t in tasks:  # fail on a bad override before any training
         task_config(t, args.init_from, overrides)
+    from bertjax import train  # pylint: disable=import-outside-toplevel
+    train.setup_process(args.coordinator_address, args.num_processes, args.process_id)
     source_cfg = source_model_config(args.init_from)
     os.makedirs(args.workdir, exist_ok=True)
-    results = {}
-    for t in tasks:
+    results = read_results(args.workdir)  # tasks finished by earlier runs keep their rows
+    for i, t in enumerate(tasks):
         logging.info("GLUE %s -> %s", t, os.path.join(args.workdir, t))
-        results[t] = run_task(t, os.path.join(args.workdir, t), args.init_from, overrides,
-                              source_cfg)
-        write_tables(results, args.workdir)  # the table so far, in case a later task fails
-    md, _ = write_tables(results, args.workdir)
+        scores = run_task(t, os.path.join(args.workdir, t), args.init_from, overrides, source_cfg)
+        if scores is None:
+            if results.pop(t, None) is not None:  # its old row no longer describes W/<task>
+                write_tables(results, args.workdir)
+            logging.info("GLUE: SIGTERM during %s (checkpointed in %s); not started: %s. "
+                         "Rerun the same command to resume.", t, os.path.join(args.workdir, t),
+                         ",".join(tasks[i + 1:]) or "none")
+            return 0
+        results[t] = scores
+        md, _ = write_tables(results, args.workdir)  # the table so far, in case a task fails
     print(md)
     return 0
 
 
 if __name__ == "__main__":
-    logging.getLogger().setLevel(logging.INFO)
     sys.exit(main())

@@ -1,6 +1,7 @@
 """GLUE configs on tfds.testing.mock_data, the table convention, and the driver end to end."""
 
 import json
+import logging
 import os
 
 import jax
@@ -107,6 +108,81 @@ def test_glue_driver_end_to_end_on_mock_data(tmp_path, capsys):
     # The encoder started from --init_from (its shape fields were taken from the checkpoint).
     run_cfg = json.loads((workdir / "mnli" / "config.json").read_text())
     assert run_cfg["model"]["hidden_size"] == 32 and run_cfg["init_from"] == str(init)
+
+
+@pytest.fixture(autouse=True)
+def malloc_tunings(monkeypatch):
+    """glue.main tunes malloc like bertjax.train; stubbed, as it would change this pytest
+    process's allocator for the rest of the session. -> the list of calls."""
+    from bertjax import host
+    setups = []
+    monkeypatch.setattr(host, "tune_malloc", lambda: setups.append("malloc") or False)
+    monkeypatch.setattr(logging.getLogger("absl"), "filters", [])
+    return setups
+
+
+@pytest.fixture
+def fake_glue(monkeypatch, malloc_tunings):
+    """glue.main without training: the trainer stubbed, outcomes[task] = (preempted, score);
+    -> (outcomes, tasks trained, malloc tunings)."""
+    from bertjax import train
+    calls, setups = [], malloc_tunings
+    monkeypatch.setattr(glue, "source_model_config", lambda path: None)
+    outcomes = {}
+
+    def fake_train(cfg, workdir):
+        calls.append(cfg.glue_task)
+        preempted, value = outcomes[cfg.glue_task]
+        os.makedirs(workdir, exist_ok=True)
+        with open(os.path.join(workdir, "metrics.jsonl"), "w") as f:
+            f.write(json.dumps({"step": 3, "eval/accuracy": value, "eval/f1": value,
+                                "eval/pearson": value, "eval/spearman": value}) + "\n")
+        return {"step": 3, "preempted": preempted, "eval": {}, "train": {},
+                "best": None if preempted else {"step": 3, "metric": "eval/x", "value": value}}
+    monkeypatch.setattr(train, "train_and_evaluate", fake_train)
+    return outcomes, calls, setups
+
+
+def test_glue_stops_at_sigterm_and_writes_no_half_trained_score(tmp_path, fake_glue, caplog):
+    outcomes, calls, _ = fake_glue
+    outcomes.update(rte=(False, 0.6), stsb=(True, 0.1), mrpc=(False, 0.8))
+    with caplog.at_level(logging.INFO):
+        assert glue.main(["--init_from", "x", "--workdir", str(tmp_path),
+                          "--tasks", "rte,stsb,mrpc"]) == 0
+    assert calls == ["rte", "stsb"]  # nothing after the preempted task
+    assert set(json.loads((tmp_path / "glue.json").read_text())) == {"rte"}
+    assert "STS-B" not in (tmp_path / "glue.md").read_text()
+    assert "Rerun the same command to resume" in caplog.text
+
+
+def test_glue_rerun_of_some_tasks_keeps_the_other_rows(tmp_path, fake_glue):
+    outcomes, calls, _ = fake_glue
+    outcomes.update(rte=(False, 0.6), stsb=(False, 0.7), mrpc=(False, 0.8))
+    argv = ["--init_from", "x", "--workdir", str(tmp_path)]
+    assert glue.main(argv + ["--tasks", "rte,stsb,mrpc"]) == 0
+    outcomes["rte"] = (False, 0.5)
+    assert glue.main(argv + ["--tasks", "rte"]) == 0
+    results = json.loads((tmp_path / "glue.json").read_text())
+    assert {t: r["accuracy"] for t, r in results.items()} == {"rte": 0.5, "stsb": 0.7, "mrpc": 0.8}
+    assert (tmp_path / "glue.md").read_text().splitlines()[0] == "| MRPC | STS-B | RTE | Score |"
+    # A rerun stopped by SIGTERM drops that task's old row: it no longer describes W/<task>.
+    outcomes["stsb"] = (True, 0.1)
+    assert glue.main(argv + ["--tasks", "stsb"]) == 0
+    assert set(json.loads((tmp_path / "glue.json").read_text())) == {"rte", "mrpc"}
+
+
+def test_glue_main_sets_up_the_process_like_train(tmp_path, fake_glue):
+    outcomes, _, setups = fake_glue
+    outcomes["wnli"] = (False, 0.5)
+    assert glue.main(["--init_from", "x", "--workdir", str(tmp_path), "--tasks", "wnli"]) == 0
+    assert setups == ["malloc"]
+    quiet = logging.getLogger("absl").filters
+    assert len(quiet) == 1
+    record = logging.LogRecord("absl", logging.INFO, "/x/orbax/checkpoint/y.py", 1, "saved",
+                               None, None)
+    assert not quiet[0].filter(record)
+    record.levelno = logging.WARNING
+    assert quiet[0].filter(record)
 
 
 def test_glue_periods_follow_an_overridden_num_train_steps():
