@@ -381,15 +381,6 @@ _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processe
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 
 
-def initialize_distributed() -> None:
-    """jax.distributed.initialize: explicit flags, or automatic on TPU pods and SLURM jobs."""
-    if _COORDINATOR.value:
-        jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    elif int(os.environ.get("SLURM_NTASKS", "1")) > 1 or "," in os.environ.get(
-            "TPU_WORKER_HOSTNAMES", ""):
-        jax.distributed.initialize()
-
-
 class _QuietOrbax(logging.Filter):
     """Orbax logs every save step at INFO; keep its warnings, drop the chatter."""
 
@@ -418,10 +409,7 @@ def setup_process(coordinator_address: str | None = None, num_processes: int | N
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    host.tune_malloc()  # Before JAX starts its CPU client; see bertjax/host.py.
-    logging.getLogger().setLevel(logging.INFO)
-    logging.getLogger("absl").addFilter(_QuietOrbax())
-    initialize_distributed()
+    setup_process(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     config = _CONFIG.value
     adopt_init_from_model(config, config_flags.get_override_values(flags.FLAGS["config"]),
                           _WORKDIR.value)
