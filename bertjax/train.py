@@ -198,7 +198,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     Returns {"step", "preempted": bool, "eval": final eval metrics, "train": last logged train
     metrics}, plus "best": {"step", "metric", "value"} when config.eval_metric is set (params in
-    W/best/, see bertjax/best.py) and "early_stopped": True when patience ran out.
+    W/best/, see bertjax/best.py) and "early_stopped": True when patience ran out. A rerun of a
+    run that stopped early returns at once, without training (unless a larger patience lifts it).
     """
     workdir = os.path.abspath(workdir)
     validate(config, jax.device_count(), jax.process_count())
@@ -308,9 +309,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             saved["step"] = at_step
 
         summary = {"step": step, "preempted": False, "eval": {}, "train": {}}
+        stopped = tracker.stopped(step)  # an early stop is final: see bertjax/best.py
+        if stopped is not None:
+            summary["early_stopped"] = True
+            log.print(f"early stopped at step {stopped} ({tracker.metric} not improved for "
+                      f"{tracker.bad_evals} evaluations): not training further; raise "
+                      f"config.early_stopping_patience (or set it to 0) to train on")
         total, window_start, window_steps, compiled = None, None, 0, None
         try:
-            while step < config.num_train_steps:
+            while stopped is None and step < config.num_train_steps:
                 batch = _to_global(next(train_iter), batch_sharding)
                 state, metrics = train_step(state, batch, base_key)
                 total = accumulate(total, metrics)
@@ -348,10 +355,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                         f"{k}={v:.4g}" for k, v in sorted(results.items())))
                     summary["eval"] = results
                     window_start += time.perf_counter() - eval_start  # eval time is not training
-                    if tracker.update(step, results, lambda: state.params) and not last:
-                        if step % config.checkpoint_every_steps:  # not saved above already
+                    if tracker.update(step, results, lambda: state.params):
+                        summary["early_stopped"] = True  # recorded in W/best.json: final
+                        if step % config.checkpoint_every_steps and not last:  # not saved yet
                             save(step, total)  # early stopping: the last state stays resumable
-                        summary["early_stopped"] = True
                         break
                 if not last and preemption.agreed(step):
                     save(step, total)
