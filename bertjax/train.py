@@ -75,15 +75,25 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
 
 
 class _Preemption:
-    """SIGTERM sets a flag; hosts agree on it at the same step (a tiny all-gather)."""
+    """SIGTERM or SIGINT (Ctrl-C) sets a flag; hosts agree on it at the same step (a tiny
+    all-gather), checkpoint there and exit cleanly. A second SIGINT kills at once (the default
+    action), for when the checkpoint is not wanted or the step hangs."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self, every: int):
         self.requested = False
+        self.name = ""  # of the first signal received, for the exit message
         self.every = max(int(every), 1)
-        self._previous = signal.signal(signal.SIGTERM, self._handler)
+        self._previous = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
 
     def _handler(self, signum, frame):
-        self.requested = True
+        if not self.requested:
+            self.requested, self.name = True, signal.Signals(signum).name
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)  # the next Ctrl-C kills
+            logging.warning("SIGINT received: checkpointing at the next check; Ctrl-C again "
+                            "to kill without it")
 
     def agreed(self, step: int) -> bool:
         if jax.process_count() == 1:
@@ -94,7 +104,9 @@ class _Preemption:
         return bool(np.any(flags_all))
 
     def restore(self):
-        signal.signal(signal.SIGTERM, self._previous)
+        for s, previous in self._previous.items():
+            if previous is not None:  # None: a handler not installed from Python
+                signal.signal(s, previous)
 
 
 def _to_global(batch: dict, batch_sharding) -> dict:
@@ -363,8 +375,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 if not last and preemption.agreed(step):
                     save(step, total)
                     checkpointer.wait()
-                    log.print(f"SIGTERM received: checkpointed step {step} in "
-                              f"{checkpointer.directory}; exiting cleanly (rerun to resume)")
+                    why = (f"{preemption.name} received" if preemption.name
+                           else "another process was signalled")
+                    log.print(f"{why}: checkpointed step {step} in {checkpointer.directory}; "
+                              f"exiting cleanly (rerun to resume)")
                     summary["preempted"] = True
                     break
         finally:
