@@ -6,8 +6,14 @@
 
 Each time the metric improves, the params are written to W/best/ (a bertjax model directory,
 `convert.save_bertjax`: loadable by `pretrained.load`, `predict` and `config.init_from`) and
-W/best.json records {"step", "metric", "value", "mode"}. A resumed run reads W/best.json back, so
-the best-so-far and the patience count survive restarts.
+W/best.json records {"step", "metric", "value", "mode", "evaluations_since"}. A resumed run reads
+W/best.json back, so the best-so-far and the patience count survive restarts.
+
+When patience runs out W/best.json also records "early_stopped": <step>, and the stop is final: a
+rerun returns the run's summary without training, whatever num_train_steps says (the stop is about
+the metric, not the budget). The one way on is a patience the recorded count has not reached
+(a larger config.early_stopping_patience, or 0 = off): training then resumes from the latest
+checkpoint. A smaller patience the count already reaches stops the rerun where it stands.
 """
 
 from __future__ import annotations
@@ -70,7 +76,29 @@ class BestTracker:
         self.best = read_best(workdir) if self.metric else None
         if self.best is not None and self.best.get("metric") != self.metric:
             self.best = None  # another metric was followed before: start over
-        self.bad_evals = int(self.best.get("evaluations_since", 0)) if self.best else 0
+        self.bad_evals = int(self.best.pop("evaluations_since", 0)) if self.best else 0
+        self.stopped_at = self.best.pop("early_stopped", None) if self.best else None
+        if self.stopped_at is not None and not self._exhausted():
+            logging.info("the early stop at step %d is lifted: config.early_stopping_patience=%d "
+                         "> %d evaluations without improvement", self.stopped_at, self.patience,
+                         self.bad_evals)
+            self.stopped_at = None
+
+    def _exhausted(self) -> bool:
+        return bool(self.patience) and self.bad_evals >= self.patience
+
+    def stopped(self, step: int) -> int | None:
+        """Before training on from `step`: the step the run stopped early at, or None to train.
+
+        A stop recorded in W/best.json holds while the current patience is exhausted (see the
+        module docstring); an exhausted count with no recorded stop (a smaller patience now)
+        stops here, at `step`, and records it."""
+        if not self._exhausted():
+            return None
+        if self.stopped_at is None:
+            self.stopped_at = int(step)
+            self._write()
+        return self.stopped_at
 
     @property
     def enabled(self) -> bool:
@@ -111,8 +139,10 @@ class BestTracker:
                                          extra={**self.extra, "best": self.best})
         else:
             self.bad_evals += 1
+        if self._exhausted():
+            self.stopped_at = int(step)
         self._write()
-        if self.patience and self.bad_evals >= self.patience:
+        if self._exhausted():
             logging.info("early stopping at step %d: %s has not improved on %.4g (step %d) for "
                          "%d evaluations", step, self.metric, self.best["value"],
                          self.best["step"], self.bad_evals)
@@ -124,7 +154,10 @@ class BestTracker:
             return
         path = os.path.join(self.workdir, BEST_FILE)
         with open(path + ".tmp", "w", encoding="utf-8") as f:
-            json.dump({**self.best, "evaluations_since": self.bad_evals}, f, indent=1)
+            record = {**self.best, "evaluations_since": self.bad_evals}
+            if self.stopped_at is not None:
+                record["early_stopped"] = self.stopped_at
+            json.dump(record, f, indent=1)
         os.replace(path + ".tmp", path)
 
     def summary(self) -> dict | None:

@@ -222,8 +222,11 @@ def from_huggingface(directory: str, lowercase: bool | None = None) -> Loaded:
 
 
 def to_huggingface(model_cfg: ml_collections.ConfigDict, params: Params,
-                   tokenizer: tokenizers.Tokenizer | None, out_dir: str) -> None:
-    """Writes config.json + model.safetensors (+ tokenizer files) that transformers loads."""
+                   tokenizer: tokenizers.Tokenizer | None, out_dir: str) -> Params:
+    """Writes config.json + model.safetensors (+ tokenizer files) that transformers loads.
+
+    Returns the params exported: the encoder and the pretraining heads (task heads, which
+    transformers' BERT classes do not share, are left out with a warning)."""
     from safetensors.numpy import save_file  # pylint: disable=import-outside-toplevel
     params = model_lib.canonical_params(params)
     extra = sorted(set(params) - {"bert", "mlm", "nsp"})
@@ -246,6 +249,7 @@ def to_huggingface(model_cfg: ml_collections.ConfigDict, params: Params,
     save_file(tensors, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
     if tokenizer is not None:
         tokenizer_lib.save_tokenizer(tokenizer, out_dir, model_cfg.max_position_embeddings)
+    return {k: v for k, v in params.items() if k not in extra}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -467,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.to == "bertjax":
             save_bertjax(cfg, params, tok, args.dst, extra)
         else:
-            to_huggingface(cfg, params, tok, args.dst)
+            params = to_huggingface(cfg, params, tok, args.dst)  # without the task heads
     except ConvertError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -75,15 +75,25 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
 
 
 class _Preemption:
-    """SIGTERM sets a flag; hosts agree on it at the same step (a tiny all-gather)."""
+    """SIGTERM or SIGINT (Ctrl-C) sets a flag; hosts agree on it at the same step (a tiny
+    all-gather), checkpoint there and exit cleanly. A second SIGINT kills at once (the default
+    action), for when the checkpoint is not wanted or the step hangs."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
     def __init__(self, every: int):
         self.requested = False
+        self.name = ""  # of the first signal received, for the exit message
         self.every = max(int(every), 1)
-        self._previous = signal.signal(signal.SIGTERM, self._handler)
+        self._previous = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
 
     def _handler(self, signum, frame):
-        self.requested = True
+        if not self.requested:
+            self.requested, self.name = True, signal.Signals(signum).name
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.SIG_DFL)  # the next Ctrl-C kills
+            logging.warning("SIGINT received: checkpointing at the next check; Ctrl-C again "
+                            "to kill without it")
 
     def agreed(self, step: int) -> bool:
         if jax.process_count() == 1:
@@ -94,7 +104,9 @@ class _Preemption:
         return bool(np.any(flags_all))
 
     def restore(self):
-        signal.signal(signal.SIGTERM, self._previous)
+        for s, previous in self._previous.items():
+            if previous is not None:  # None: a handler not installed from Python
+                signal.signal(s, previous)
 
 
 def _to_global(batch: dict, batch_sharding) -> dict:
@@ -198,7 +210,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
     Returns {"step", "preempted": bool, "eval": final eval metrics, "train": last logged train
     metrics}, plus "best": {"step", "metric", "value"} when config.eval_metric is set (params in
-    W/best/, see bertjax/best.py) and "early_stopped": True when patience ran out.
+    W/best/, see bertjax/best.py) and "early_stopped": True when patience ran out. A rerun of a
+    run that stopped early returns at once, without training (unless a larger patience lifts it).
     """
     workdir = os.path.abspath(workdir)
     validate(config, jax.device_count(), jax.process_count())
@@ -308,9 +321,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             saved["step"] = at_step
 
         summary = {"step": step, "preempted": False, "eval": {}, "train": {}}
+        stopped = tracker.stopped(step)  # an early stop is final: see bertjax/best.py
+        if stopped is not None:
+            summary["early_stopped"] = True
+            log.print(f"early stopped at step {stopped} ({tracker.metric} not improved for "
+                      f"{tracker.bad_evals} evaluations): not training further; raise "
+                      f"config.early_stopping_patience (or set it to 0) to train on")
         total, window_start, window_steps, compiled = None, None, 0, None
         try:
-            while step < config.num_train_steps:
+            while stopped is None and step < config.num_train_steps:
                 batch = _to_global(next(train_iter), batch_sharding)
                 state, metrics = train_step(state, batch, base_key)
                 total = accumulate(total, metrics)
@@ -348,16 +367,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                         f"{k}={v:.4g}" for k, v in sorted(results.items())))
                     summary["eval"] = results
                     window_start += time.perf_counter() - eval_start  # eval time is not training
-                    if tracker.update(step, results, lambda: state.params) and not last:
-                        if step % config.checkpoint_every_steps:  # not saved above already
+                    if tracker.update(step, results, lambda: state.params):
+                        summary["early_stopped"] = True  # recorded in W/best.json: final
+                        if step % config.checkpoint_every_steps and not last:  # not saved yet
                             save(step, total)  # early stopping: the last state stays resumable
-                        summary["early_stopped"] = True
                         break
                 if not last and preemption.agreed(step):
                     save(step, total)
                     checkpointer.wait()
-                    log.print(f"SIGTERM received: checkpointed step {step} in "
-                              f"{checkpointer.directory}; exiting cleanly (rerun to resume)")
+                    why = (f"{preemption.name} received" if preemption.name
+                           else "another process was signalled")
+                    log.print(f"{why}: checkpointed step {step} in {checkpointer.directory}; "
+                              f"exiting cleanly (rerun to resume)")
                     summary["preempted"] = True
                     break
         finally:

@@ -423,3 +423,20 @@ def test_bad_bertjax_directories(tmp_path, imported):
     shutil.rmtree(d / "params")
     with pytest.raises(convert.ConvertError, match=r"params.*missing"):
         convert.load_any(str(d))
+
+
+def test_cli_export_reports_what_it_wrote_not_the_dropped_task_heads(tmp_path, imported,
+                                                                     monkeypatch, capsys):
+    """A fine-tuned run's classifier is not exported to Hugging Face: the summary line counts
+    and names the exported params only."""
+    cfg, params, tok = imported
+    hidden = cfg.hidden_size
+    classifier = {"kernel": np.ones((hidden, 3), np.float32), "bias": np.zeros(3, np.float32)}
+    monkeypatch.setattr(convert, "load_any", lambda *a, **k: (
+        cfg, {**params, "classifier": classifier}, tok, {"task": "classification"}))
+    out = tmp_path / "hf"
+    assert convert.main(["run", str(out), "--to", "huggingface"]) == 0
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line == (f"wrote huggingface model to {out} ({model_lib.count_params(params):,} "
+                    f"parameters, heads: mlm, nsp)")
+    assert set(json.load(open(out / "config.json"))["architectures"]) == {"BertForPreTraining"}

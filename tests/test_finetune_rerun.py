@@ -149,3 +149,41 @@ def test_labels_json_is_kept_once_best_params_were_saved_with_it(tmp_path):
     (tmp_path / "best").mkdir()
     with pytest.raises(readers.DataError, match="must keep its label set"):
         finetune_data.write_labels(str(tmp_path), "classification", ["a", "b", "c"])
+
+
+def test_an_early_stopped_run_stays_stopped_on_rerun(tmp_path):
+    """The stop is recorded in W/best.json: an identical rerun (or one with a larger
+    num_train_steps) returns the summary without training, so checkpoints, metrics and W/best
+    stay as they were; only a patience the recorded count has not reached trains on."""
+    cfg = _config(tmp_path, "first", 8)
+    cfg.update(eval_every_steps=1, checkpoint_every_steps=8, eval_metric="matthews",
+               early_stopping_patience=1)
+    cfg.optimizer.learning_rate = 1e-12  # matthews never improves after the first evaluation
+    workdir = str(tmp_path / "run")
+    first = train.train_and_evaluate(cfg, workdir)
+    assert first["early_stopped"] and first["step"] == 2 and first["best"]["step"] == 1
+    best_json = os.path.join(workdir, "best.json")
+    assert json.load(open(best_json))["early_stopped"] == 2
+
+    def state():
+        ckpts = ckpt_lib.Checkpointer(workdir)
+        steps = ckpts.all_steps()
+        ckpts.close()
+        return (sorted(steps), open(os.path.join(workdir, "metrics.jsonl")).read(),
+                open(best_json).read())
+
+    before = state()
+    for steps in (8, 20):  # the identical rerun, and one with a larger budget
+        cfg.num_train_steps = steps
+        again = train.train_and_evaluate(cfg, workdir)
+        assert again["early_stopped"] and again["step"] == 2
+        assert again["best"] == first["best"]
+        assert state() == before
+
+    cfg.num_train_steps = 8
+    cfg.early_stopping_patience = 3  # lifts the stop: 1 evaluation without improvement so far
+    lifted = train.train_and_evaluate(cfg, workdir)
+    assert lifted["early_stopped"] and lifted["step"] == 4 and lifted["best"] == first["best"]
+    assert json.load(open(best_json))["early_stopped"] == 4
+    cfg.early_stopping_patience = 2  # already reached (3 evaluations): stays at step 4
+    assert train.train_and_evaluate(cfg, workdir)["step"] == 4

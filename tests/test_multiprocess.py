@@ -59,3 +59,45 @@ def test_two_processes_match_one(tmp_path):
     for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(params_one),
                             jax.tree.leaves(params_two)):
         np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-4, err_msg=jax.tree_util.keystr(path))
+
+
+def test_launcher_forwards_sigterm_and_waits_for_its_trainers(tmp_path):
+    """SIGTERM to launch/local_multiprocess.sh alone (not its process group) reaches both
+    trainers: each checkpoints the same step and exits 0, and the launcher waits for them."""
+    import signal
+    import time
+    corpus = _tiny.write_corpus(str(tmp_path / "corpus"))
+    workdir, log = str(tmp_path / "run"), tmp_path / "launcher.log"
+    top = dict(num_train_steps=10_000, eval_every_steps=0, checkpoint_every_steps=2)
+    env = dict(os.environ, PORT=str(_free_port()), XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
+               + " --xla_force_host_platform_device_count=1")
+    sink = open(log, "w")
+    proc = subprocess.Popen(
+        ["bash", "launch/local_multiprocess.sh", "2", "--config", "configs/bert_tiny.py:smoke",
+         "--workdir", workdir, "--config.progress_bar=False",
+         "--config.preemption_check_every_steps=1"]
+        + _tiny.cli_overrides(corpus, str(tmp_path / "cache"), **top),
+        cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
+        start_new_session=True)  # its own group, so the cleanup below reaches stray trainers
+    try:
+        first = os.path.join(workdir, "checkpoints", "2")
+        deadline = time.time() + 240
+        while not os.path.isdir(first) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert proc.poll() is None, log.read_text()[-3000:]
+        proc.send_signal(signal.SIGTERM)  # the launcher's pid only
+        proc.wait(timeout=120)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # trainers left running if forwarding failed
+        except ProcessLookupError:
+            pass
+        sink.close()
+    out = log.read_text()
+    assert proc.returncode == 0, out[-3000:]
+    lines = [l for l in out.splitlines() if "preempted at step" in l]  # one per trainer
+    assert len(lines) == 2, out[-3000:]
+    steps = {int(l.split("preempted at step ")[1].split(";")[0]) for l in lines}
+    ckpts = ckpt_lib.Checkpointer(workdir)
+    assert steps == {ckpts.latest_step()} and ckpts.latest_step() < 10_000
+    ckpts.close()

@@ -1,4 +1,4 @@
-"""Exact resume: kill -9 or SIGTERM a `python -m bertjax.train` run, restart it, and get parameters
+"""Exact resume: kill -9, SIGTERM or SIGINT a `python -m bertjax.train` run, restart it, and get parameters
 bit-identical to an uninterrupted run; plus a negative control showing the comparison can fail."""
 
 import os
@@ -98,11 +98,13 @@ def test_kill_9_then_resume_is_bit_identical(corpus, reference, tmp_path):
                    zip(jax.tree.leaves(reference), jax.tree.leaves(params)))
 
 
-def test_sigterm_checkpoints_exits_0_and_resumes_exactly(corpus, reference, tmp_path):
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_checkpoints_exits_0_and_resumes_exactly(corpus, reference, tmp_path, sig):
+    """SIGTERM (a preemption) and SIGINT (Ctrl-C) alike."""
     workdir = str(tmp_path / "preempted")
-    proc, output = _start_and_signal(corpus, workdir, signal.SIGTERM)
+    proc, output = _start_and_signal(corpus, workdir, sig)
     assert proc.returncode == 0, output[-3000:]
-    line = [l for l in output.splitlines() if "SIGTERM received: checkpointed step" in l]
+    line = [l for l in output.splitlines() if f"{sig.name} received: checkpointed step" in l]
     assert line, output[-3000:]
     step = int(line[0].split("checkpointed step ")[1].split()[0])
     ckpts = ckpt_lib.Checkpointer(workdir)

@@ -140,3 +140,20 @@ def test_no_held_out_examples_fails_before_training_unless_eval_is_off(corpus, t
     config.num_eval_batches = 0
     summary = train.train_and_evaluate(config, str(tmp_path / "b"))
     assert summary["step"] == 2 and summary["eval"] == {}
+
+
+def test_sigint_requests_a_checkpoint_and_a_second_one_kills():
+    """Ctrl-C is handled like SIGTERM (checkpoint at the next check, exit cleanly); after it, the
+    default action is back so a second Ctrl-C kills at once. restore() puts the handlers back."""
+    import signal
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    preemption = train._Preemption(1)
+    try:
+        assert not preemption.agreed(1)
+        signal.raise_signal(signal.SIGINT)  # before the fix: KeyboardInterrupt
+        assert preemption.agreed(1) and preemption.name == "SIGINT"
+        assert signal.getsignal(signal.SIGINT) == signal.SIG_DFL
+        assert signal.getsignal(signal.SIGTERM) == preemption._handler
+    finally:
+        preemption.restore()
+    assert {s: signal.getsignal(s) for s in before} == before
