@@ -247,3 +247,12 @@ def test_empty_label_is_a_bad_row_not_a_class(tmp_path, cell):
     bad = readers.BadRows("skip", "train")
     examples = readers.text_examples(readers.read_rows(path), bad=bad, **args)
     assert [e.text for e in examples] == ["the cat"] and len(bad.skipped) == 1
+
+
+@pytest.mark.parametrize("name,head,row", [("a.csv", b"text,label\n", b"caf\xe9,pos\n"),
+                                           ("a.jsonl", b"", b'{"text": "caf\xe9"}\n')])
+def test_a_file_that_is_not_utf8_is_a_data_error_naming_it(tmp_path, name, head, row):
+    path = tmp_path / name
+    path.write_bytes(head + b"the cat,pos\n" * (head != b"") + row)
+    with pytest.raises(readers.DataError, match=rf"{name}: not UTF-8 text at or after line [12]\b"):
+        list(readers.read_rows(str(path)))
