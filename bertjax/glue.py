@@ -167,6 +167,9 @@ def write_tables(results: dict[str, dict[str, float]], workdir: str) -> tuple[st
     md = ("| " + " | ".join(names) + " |\n| " + " | ".join("---" for _ in names) + " |\n| "
           + " | ".join(cells) + " |\n")
     csv = ",".join(names) + "\n" + ",".join(cells) + "\n"
+    import jax  # pylint: disable=import-outside-toplevel
+    if jax.process_index() != 0:  # multi-host: one writer per shared workdir
+        return md, csv
     with open(os.path.join(workdir, "glue.md"), "w", encoding="utf-8") as f:
         f.write(md)
     with open(os.path.join(workdir, "glue.csv"), "w", encoding="utf-8") as f:

@@ -24,6 +24,7 @@ import os
 import statistics
 from typing import Sequence
 
+import jax
 import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
@@ -75,9 +76,10 @@ def run_seeds(config: ml_collections.ConfigDict, workdir: str, seeds: Sequence[i
     result = {"metric": key, "seeds": list(seeds), "values": {str(s): v for s, v in values.items()},
               "median": statistics.median(vals), "mean": statistics.fmean(vals),
               "std": statistics.pstdev(vals)}
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "seeds.json"), "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=1)
+    if jax.process_index() == 0:  # multi-host: one writer per shared workdir
+        os.makedirs(workdir, exist_ok=True)
+        with open(os.path.join(workdir, "seeds.json"), "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=1)
     return result
 
 
