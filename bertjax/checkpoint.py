@@ -1,6 +1,6 @@
 """A thin wrapper on orbax's CheckpointManager for training workdirs.
 
-Workdir layout (see /work/briefs/interfaces.md):
+Workdir layout:
   W/config.json    the full run config as JSON (written at start; compared on resume)
   W/tokenizer/     vocab.txt + tokenizer.json of the run
   W/checkpoints/   one directory per step, items "state" (TrainState: step, params, opt_state) and

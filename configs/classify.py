@@ -3,7 +3,8 @@
     python -m bertjax.train --config configs/classify.py \
         --config.init_from=/path/to/bert_dir_or_run --workdir runs/classify \
         --config.data.train=train.csv --config.data.validation=dev.csv \
-        [--config.data.text_pair_column=text_b] [--config.classification.kind=regression]
+        [--config.data.text_pair_column=text_b]
+    python -m bertjax.train --config configs/classify.py:regression ...   # or :multilabel
 
 Variants: get_config("single") (default), get_config("regression") (num_labels 1, Pearson/Spearman),
 get_config("multilabel") (sigmoid per class, "a|b" labels). Labels are read from the train file

@@ -1,7 +1,7 @@
 """The pretraining input pipeline: prepared ArrayRecord shards -> fixed-shape masked batches.
 
     data = make_pretraining_data(config.data, seed=0, global_batch_size=256, workdir=workdir)
-    it = data.train_iterator()        # infinite; next(it) -> batch dict (see interfaces.md)
+    it = data.train_iterator()        # infinite; next(it) -> batch (keys: PretrainingTask.dummy_batch)
     state = it.get_state()            # JSON-able; it.set_state(state) resumes exactly
     evals = data.eval_batches()       # finite, identical on every call, held-out documents only
 
