@@ -157,3 +157,23 @@ def test_sigint_requests_a_checkpoint_and_a_second_one_kills():
     finally:
         preemption.restore()
     assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_pretraining_from_init_from_keeps_its_vocabulary(run, tmp_path):
+    """BERT's phase 2 on another corpus must not train a new vocabulary under the old
+    embedding rows: init_from's tokenizer is used (and a different one given is refused)."""
+    workdir, _ = run
+    other = _tiny.write_corpus(str(tmp_path / "other"), num_docs=40, seed=7)
+    config = _tiny.tiny_config(other, str(tmp_path / "cache"), num_train_steps=2,
+                               init_from=workdir)
+    train.train_and_evaluate(config, str(tmp_path / "phase2"))
+    vocab = lambda w: open(os.path.join(w, "tokenizer", "vocab.txt")).read()  # noqa: E731
+    assert vocab(str(tmp_path / "phase2")) == vocab(workdir)
+
+    config = _tiny.tiny_config(other, str(tmp_path / "cache"), num_train_steps=2,
+                               init_from=workdir)
+    (tmp_path / "v").mkdir()
+    (tmp_path / "v" / "vocab.txt").write_text(vocab(workdir).replace("[MASK]\n", "[MASK]\nzz\n"))
+    config.data.tokenizer = str(tmp_path / "v")
+    with pytest.raises(ConfigError, match="has another vocabulary than config.init_from's"):
+        train.train_and_evaluate(config, str(tmp_path / "phase2b"))

@@ -8,12 +8,47 @@ Without NSP (config.data.next_sentence=False, e.g. with packing) only the MLM te
 
 from __future__ import annotations
 
+import logging
+import os
+
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from bertjax import model as model_lib
+from bertjax.data import tokenizer as tokenizer_lib
 from bertjax.tasks import base
+
+
+def _tokenizer_dir(path: str) -> str | None:
+    """The tokenizer that came with a model or run directory: W/tokenizer/, or the directory
+    itself (a bertjax / Hugging Face model directory), if it holds vocab.txt or tokenizer.json."""
+    for d in (os.path.join(path, "tokenizer"), path):
+        if any(os.path.isfile(os.path.join(d, f)) for f in ("vocab.txt", "tokenizer.json")):
+            return d
+    return None
+
+
+def use_init_from_tokenizer(config: ml_collections.ConfigDict) -> None:
+    """Pretraining on from config.init_from (BERT's phase 2, or continued pretraining of an
+    imported model) must keep its vocabulary: the embedding rows are indexed by it. With
+    config.data.tokenizer unset, sets it to init_from's tokenizer (recorded in W/config.json);
+    a tokenizer given that has another vocabulary is a ConfigError."""
+    init_from = config.get("init_from")
+    found = _tokenizer_dir(init_from) if init_from else None
+    if found is None:
+        return
+    if not config.data.tokenizer:
+        logging.info("using config.init_from's tokenizer %s", found)
+        config.data.tokenizer = found
+        return
+    given = tokenizer_lib.load_tokenizer(os.path.expanduser(config.data.tokenizer))
+    theirs = tokenizer_lib.load_tokenizer(found)
+    if given.get_vocab() != theirs.get_vocab():
+        raise model_lib.ConfigError(
+            f"config.data.tokenizer={config.data.tokenizer!r} has another vocabulary than "
+            f"config.init_from's ({found}), whose embedding rows the run starts from: unset "
+            "config.data.tokenizer to use init_from's")
 
 
 @base.register_task("pretraining")
@@ -88,6 +123,7 @@ class PretrainingTask(base.Task):
 
     def data(self, config, workdir, process_index, process_count):
         from bertjax.data import pipeline  # the data helper's module; imported lazily
+        use_init_from_tokenizer(config)
         return pipeline.make_pretraining_data(
             config.data, seed=config.seed, global_batch_size=config.batch_size, workdir=workdir,
             process_index=process_index, process_count=process_count)
