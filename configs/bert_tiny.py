@@ -6,8 +6,8 @@ This is the README's quick start:
 
 Expected runtime: 3 min 28 s wall for `bash launch/quickstart.sh` from a fresh clone (virtualenv
   install from a warm pip cache, WordPiece training, data preparation, compilation, 400 steps in
-  2 min 00 s at ~15k tokens/s), on a 2-core Intel Xeon @ 2.50GHz with no accelerator
-  (2026-11-22).
+  2 min 00 s at ~15k tokens/s, padded positions included), on a 2-core Intel Xeon @ 2.50GHz with
+  no accelerator (2026-11-22).
 Expected result (seed 0, 4,692 builtin documents on Python 3.11.7; two runs from scratch on one
   machine logged identical metrics at every step): train loss 8.44 (mean of steps 1-50) falling
   to 6.46 (steps 351-400); the final evaluation printed at step 400: eval/loss 6.188,
@@ -32,7 +32,7 @@ def get_config(arg: str | None = None):
     c.data.vocab_size = 8192  # a small vocab suits a ~1M-word corpus
     c.data.max_seq_length = 128  # S
     c.data.max_predictions_per_seq = 20  # P: 15% of 128 tokens
-    c.data.num_eval_examples = 256  # held-out examples per evaluation (8 batches of 32)
+    c.data.num_eval_examples = 256  # At most this many held-out examples per evaluation.
     c.batch_size = 32  # global batch
     c.num_train_steps = 400  # ~1.8 passes over the corpus' ~7k examples
     c.log_every_steps = 50  # one metrics.jsonl line every 50 steps
