@@ -139,10 +139,11 @@ class BestTracker:
                                          extra={**self.extra, "best": self.best})
         else:
             self.bad_evals += 1
-        if self._exhausted():
+        stop = self._exhausted()
+        if stop:
             self.stopped_at = int(step)
         self._write()
-        if self._exhausted():
+        if stop:
             logging.info("early stopping at step %d: %s has not improved on %.4g (step %d) for "
                          "%d evaluations", step, self.metric, self.best["value"],
                          self.best["step"], self.bad_evals)

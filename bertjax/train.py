@@ -233,7 +233,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if vocab > config.model.vocab_size:
         raise ConfigError(f"the tokenizer has {vocab} tokens but config.model.vocab_size="
                           f"{config.model.vocab_size}; set config.model.vocab_size >= {vocab}")
-    if config.num_eval_batches != 0 and hasattr(data, "check_eval"):
+    if config.num_eval_batches != 0:
         data.check_eval()  # now, not at the first evaluation hours later
     train_iter = data.train_iterator()
 

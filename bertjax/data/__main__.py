@@ -38,7 +38,8 @@ def load_config_file(spec: str) -> "config_lib.ml_collections.ConfigDict":
         raise prepare_lib.DataConfigError(f"--config {spec}: no such config file {path!r}")
     module_spec = importlib.util.spec_from_file_location("bertjax_user_config", path)
     if module_spec is None or module_spec.loader is None:
-        raise prepare_lib.DataConfigError(f"--config {spec}: {path!r} is not a Python config file (FILE.py[:ARG])")
+        raise prepare_lib.DataConfigError(
+            f"--config {spec}: {path!r} is not a Python config file (FILE.py[:ARG])")
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)  # the user's own config file, as bertjax.train runs it
     if not callable(getattr(module, "get_config", None)):
@@ -46,7 +47,8 @@ def load_config_file(spec: str) -> "config_lib.ml_collections.ConfigDict":
     try:
         cfg = module.get_config(arg) if colon else module.get_config()
     except (ValueError, KeyError, TypeError) as e:  # a variant or argument the file refuses
-        raise prepare_lib.DataConfigError(f"--config {spec}: {path} get_config({arg!r}) failed: {e}") from None
+        raise prepare_lib.DataConfigError(
+            f"--config {spec}: {path} get_config({arg!r}) failed: {e}") from None
     if cfg is None:
         raise prepare_lib.DataConfigError(f"--config {spec}: {path} get_config() returned None")
     return cfg

@@ -128,6 +128,18 @@ def tokenizer_lowercase(tok: tokenizers.Tokenizer) -> bool:
     return bool(norm.get("lowercase", False))
 
 
+def holds_tokenizer(directory: str) -> bool:
+    """Whether directory has the files load_tokenizer reads (vocab.txt or tokenizer.json)."""
+    return any(os.path.isfile(os.path.join(directory, f)) for f in ("vocab.txt", "tokenizer.json"))
+
+
+def bundled_dir(path: str) -> str | None:
+    """The tokenizer that came with a model or run directory: PATH/tokenizer/ (a training
+    workdir's), else PATH itself (a bertjax, Hugging Face or Google model directory); None when
+    neither holds one."""
+    return next((d for d in (os.path.join(path, "tokenizer"), path) if holds_tokenizer(d)), None)
+
+
 def load_tokenizer(path: str, lowercase: bool | None = None) -> tokenizers.Tokenizer:
     """A vocab.txt, a tokenizer.json, or a directory with either -> a BERT tokenizer.
 

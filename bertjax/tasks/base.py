@@ -74,8 +74,9 @@ class TaskData(Protocol):
     def eval_batches(self) -> Iterable[Batch]:
         """Finite, deterministic held-out batches with the train batches' shapes."""
 
-    # Optional: `check_eval()`, which the trainer calls before the first step when it will
-    # evaluate, raising if eval_batches() would fail (PretrainingData: no held-out examples).
+    def check_eval(self) -> None:
+        """Raises if eval_batches() would fail; the trainer calls it before the first step when
+        it will evaluate (PretrainingData: no held-out examples)."""
 
 
 class Task(abc.ABC):

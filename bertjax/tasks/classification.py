@@ -70,8 +70,8 @@ class ClassificationTask(finetune_data.LabelNames, base.Task):
                 continue  # reported as a bad row when the examples are read
             if self.kind == "multilabel":
                 found.extend(readers.split_multilabel(value, data.label_separator))
-            elif readers.label_string(value):  # an empty one is a bad row, never a class
-                found.append(readers.label_string(value))
+            elif name := readers.label_string(value):  # an empty one is a bad row, not a class
+                found.append(name)
         if not found:
             raise readers.DataError(f"no labels in column {data.label_column!r} of "
                                     f"{self._train_source()}")

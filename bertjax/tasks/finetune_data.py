@@ -79,10 +79,8 @@ def load_tokenizer(config: ml_collections.ConfigDict) -> tuple[tokenizers.Tokeni
     if config.get("init_from"):
         candidates += [os.path.join(config.init_from, "tokenizer"), config.init_from]
     for path in candidates:
-        if os.path.isdir(path) and not any(
-                os.path.exists(os.path.join(path, f)) for f in ("vocab.txt", "tokenizer.json")):
-            continue
-        if not os.path.exists(path):
+        if not os.path.exists(path) or (os.path.isdir(path)
+                                        and not tokenizer_lib.holds_tokenizer(path)):
             continue
         tok = tokenizer_lib.load_tokenizer(path, config.data.lowercase)
         out = tempfile.mkdtemp(prefix="bertjax_tokenizer_")
@@ -213,6 +211,9 @@ class FinetuneData:
         ds = ds[self.process_index::self.process_count]
         ds = ds.batch(self.batch_size, drop_remainder=True)
         return iter(ds.to_iter_dataset())
+
+    def check_eval(self) -> None:
+        """Nothing can fail later: without validation data eval_batches() is simply empty."""
 
     def eval_batches(self) -> list[dict[str, np.ndarray]]:
         if not self._eval:

@@ -20,22 +20,13 @@ from bertjax.data import tokenizer as tokenizer_lib
 from bertjax.tasks import base
 
 
-def _tokenizer_dir(path: str) -> str | None:
-    """The tokenizer that came with a model or run directory: W/tokenizer/, or the directory
-    itself (a bertjax / Hugging Face model directory), if it holds vocab.txt or tokenizer.json."""
-    for d in (os.path.join(path, "tokenizer"), path):
-        if any(os.path.isfile(os.path.join(d, f)) for f in ("vocab.txt", "tokenizer.json")):
-            return d
-    return None
-
-
 def use_init_from_tokenizer(config: ml_collections.ConfigDict) -> None:
     """Pretraining on from config.init_from (BERT's phase 2, or continued pretraining of an
     imported model) must keep its vocabulary: the embedding rows are indexed by it. With
     config.data.tokenizer unset, sets it to init_from's tokenizer (recorded in W/config.json);
     a tokenizer given that has another vocabulary is a ConfigError."""
     init_from = config.get("init_from")
-    found = _tokenizer_dir(init_from) if init_from else None
+    found = tokenizer_lib.bundled_dir(init_from) if init_from else None
     if found is None:
         return
     if not config.data.tokenizer:

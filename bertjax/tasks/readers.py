@@ -75,51 +75,47 @@ class QAExample:
 _TEXT_ENCODING = "utf-8-sig"
 
 
-def _not_utf8(path: str, lines_read: int, e: UnicodeDecodeError) -> DataError:
-    # Text is decoded in blocks, so the bad byte is in the next line or a little further on.
-    return DataError(f"{path}: not UTF-8 text at or after line {lines_read + 1} ({e.reason}); "
-                     "save the file as UTF-8")
+def _text_lines(path: str, f) -> Iterator[str]:
+    """The lines of open text file f; a byte that is not UTF-8 is a DataError naming the file and
+    about where (text is decoded in blocks: the bad byte is in the next line or a little after)."""
+    lines, read = iter(f), 0
+    while True:
+        try:
+            line = next(lines)
+        except StopIteration:
+            return
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path}: not UTF-8 text at or after line {read + 1} ({e.reason}); "
+                            "save the file as UTF-8") from None
+        read += 1
+        yield line
 
 
 def _read_delimited(path: str, delimiter: str) -> Iterator[Row]:
     with open(path, newline="", encoding=_TEXT_ENCODING) as f:
         quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-        reader = csv.reader(f, delimiter=delimiter, quoting=quoting)
-        try:
-            yield from _delimited_rows(path, reader)
-        except UnicodeDecodeError as e:
-            raise _not_utf8(path, reader.line_num, e) from None
-
-
-def _delimited_rows(path: str, reader) -> Iterator[Row]:
-    header = next(reader, None)
-    if header is None:
-        raise DataError(f"{path}: empty file (a header row naming the columns is required)")
-    start = reader.line_num + 1
-    for record in reader:
-        if not record:
-            start = reader.line_num + 1
-            continue
-        if len(record) != len(header):
-            # Keep it, with the missing columns absent, so the field check names what is missing.
-            fields = {k: v for k, v in zip(header, record)}
-            fields["__ragged__"] = f"{len(record)} columns, the header has {len(header)}"
-        else:
-            fields = dict(zip(header, record))
-        yield Row(f"{path}:{start}", fields)
+        reader = csv.reader(_text_lines(path, f), delimiter=delimiter, quoting=quoting)
+        header = next(reader, None)
+        if header is None:
+            raise DataError(f"{path}: empty file (a header row naming the columns is required)")
         start = reader.line_num + 1
+        for record in reader:
+            if not record:
+                start = reader.line_num + 1
+                continue
+            if len(record) != len(header):
+                # Keep it, with the missing columns absent, so the field check names what is missing.
+                fields = {k: v for k, v in zip(header, record)}
+                fields["__ragged__"] = f"{len(record)} columns, the header has {len(header)}"
+            else:
+                fields = dict(zip(header, record))
+            yield Row(f"{path}:{start}", fields)
+            start = reader.line_num + 1
 
 
 def _read_jsonl(path: str) -> Iterator[Row]:
     with open(path, encoding=_TEXT_ENCODING) as f:
-        lines, number = enumerate(f, start=1), 0
-        while True:
-            try:
-                number, line = next(lines)
-            except StopIteration:
-                return
-            except UnicodeDecodeError as e:
-                raise _not_utf8(path, number, e) from None
+        for number, line in enumerate(_text_lines(path, f), start=1):
             if not line.strip():
                 continue
             try:
