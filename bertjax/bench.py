@@ -138,13 +138,12 @@ def build_train(config: ml_collections.ConfigDict, batch: dict[str, np.ndarray])
     task = tasks_base.get_task(config.task)(config)
     model = task.build_model(config.model)
     tx = optim.make_optimizer(config.optimizer, config.num_train_steps)
-    schedule = optim.learning_rate_schedule(config.optimizer, config.num_train_steps)
     keys = set(task.dummy_batch(2, batch["input_ids"].shape[1]))
     batch = {k: v for k, v in batch.items() if k in keys}
     mesh = sharding.make_mesh(config.mesh)
     rules = sharding.rules(config.mesh)
     init_key, base_key = jax.random.split(jax.random.key(config.seed))
-    built = steps.build_steps(config, task, model, tx, schedule, mesh, rules, batch, init_key)
+    built = steps.build_steps(config, task, model, tx, mesh, rules, batch, init_key)
     state = built.init(init_key, batch)
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         # Lower inside the mesh/rules context so activation constraints resolve; later calls hit

@@ -3,7 +3,7 @@
 Only the primary process writes. metrics.jsonl holds one JSON object per logged step
 ({"step": 100, "train/loss": ..., "perf/mfu": ...}); evaluations are their own lines with
 "eval/..." keys. On resume, lines for steps beyond the checkpoint are dropped so the file
-stays a clean record of one trajectory.
+stays a clean record of one trajectory, and TensorBoard is told to purge them too.
 """
 
 from __future__ import annotations
@@ -29,7 +29,11 @@ class MetricsLog:
         self._truncate_after(start_step)
         try:
             from tensorboardX import SummaryWriter
-            self._writer = SummaryWriter(os.path.join(workdir, "tensorboard"))
+            # On resume, purge_step makes TensorBoard hide what an earlier attempt logged after
+            # the checkpoint (steps > start_step), as _truncate_after does for metrics.jsonl:
+            # otherwise those steps show twice, the old attempt's and this one's.
+            self._writer = SummaryWriter(os.path.join(workdir, "tensorboard"),
+                                         purge_step=start_step + 1 if start_step else None)
         except Exception as e:  # TensorBoard is a convenience; never a reason to stop training
             logging.warning("TensorBoard disabled: %s", e)
         if progress:

@@ -67,8 +67,7 @@ def _weighted_loss(sums: dict, den: dict) -> Array:
 
 
 def train_step(state: TrainState, batch: dict, base_key: Array, *, task: Task, model: nn.Module,
-               tx: optax.GradientTransformation, lr_schedule: Callable[[Array], Array],
-               grad_accum_steps: int = 1, skip_nonfinite: bool = False
+               tx: optax.GradientTransformation, grad_accum_steps: int = 1, skip_nonfinite: bool = False
                ) -> tuple[TrainState, dict[str, Any]]:
     """One optimizer update on a global batch (rows: [batch_size, ...], split over data x fsdp)."""
     rng = jax.random.fold_in(base_key, state.step)  # no RNG in the state: a function of the step
@@ -121,7 +120,6 @@ def train_step(state: TrainState, batch: dict, base_key: Array, *, task: Task, m
     metrics.update({
         "grad_norm": (grad_norm, one),
         "param_norm": (optax.global_norm(params), one),
-        "learning_rate": (jnp.asarray(lr_schedule(state.step), jnp.float32), one),
         "skipped_updates": ((~finite).astype(jnp.float32), jnp.zeros((), jnp.float32)),
         "nonfinite_step": jnp.where(finite, NO_NONFINITE, state.step + 1).astype(jnp.int32),
     })
@@ -181,7 +179,7 @@ class Steps(NamedTuple):
 
 
 def build_steps(config: ml_collections.ConfigDict, task: Task, model: nn.Module,
-                tx: optax.GradientTransformation, lr_schedule: Callable, mesh, rules,
+                tx: optax.GradientTransformation, mesh, rules,
                 dummy: dict, init_key: jax.Array) -> Steps:
     """The state layout and jitted init / train step, shared by the trainer and bertjax.bench.
 
@@ -202,7 +200,6 @@ def build_steps(config: ml_collections.ConfigDict, task: Task, model: nn.Module,
     # and optimizer moments exist once in device memory, not twice.
     jitted_train_step = jax.jit(
         functools.partial(train_step, task=task, model=model, tx=tx,
-                          lr_schedule=lr_schedule,
                           grad_accum_steps=config.optimizer.grad_accum_steps,
                           skip_nonfinite=config.skip_nonfinite),
         in_shardings=(state_sh, batch_in, replicated), out_shardings=(state_sh, replicated),

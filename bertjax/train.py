@@ -245,7 +245,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     init_key, base_key = jax.random.split(jax.random.key(config.seed))
     batch_sharding = sharding.batch_sharding(mesh)
     replicated = sharding.replicated(mesh)
-    built = steps.build_steps(config, task, model, tx, lr_schedule, mesh, rules, dummy, init_key)
+    built = steps.build_steps(config, task, model, tx, mesh, rules, dummy, init_key)
     abstract, state_sh, param_sh, batch_in = (built.abstract, built.state_sh, built.param_sh,
                                               built.batch_in)
     train_step = built.train_step
@@ -261,9 +261,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                      param_sh)
             state = state.replace(params=params, opt_state=jax.jit(
                 tx.init, out_shardings=state_sh.opt_state)(params))
-    # Only now, with the checkpoint restored (or the run started) under this config, does the
-    # workdir's config.json / tokenizer/ change: a rejected config leaves a finished run intact.
-    ckpt_lib.write_run_files(workdir, config, data.tokenizer_dir)
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         eval_step = jax.jit(functools.partial(steps.eval_step, task=task, model=model),
                             in_shardings=(param_sh, batch_in), out_shardings=replicated)
@@ -327,6 +324,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             log.print(f"early stopped at step {stopped} ({tracker.metric} not improved for "
                       f"{tracker.bad_evals} evaluations): not training further; raise "
                       f"config.early_stopping_patience (or set it to 0) to train on")
+        if stopped is None and step < config.num_train_steps:
+            # Only now, with the checkpoint restored (or the run started) under this config and
+            # about to train, does W/config.json / tokenizer/ change: a rejected config, or a
+            # rerun of a finished run that trains nothing, leaves the run's record as it was.
+            ckpt_lib.write_run_files(workdir, config, data.tokenizer_dir)
         total, window_start, window_steps, compiled = None, None, 0, None
         try:
             while stopped is None and step < config.num_train_steps:
@@ -349,11 +351,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     scalars = steps.finalize(total)
                     total = None
                     train = {f"train/{k}": v for k, v in task.finalize_metrics(scalars).items()}
+                    # The rate of the update that made this step (optax counts from 0), not a
+                    # window mean: what a plot of the schedule should show.
+                    train["train/learning_rate"] = float(lr_schedule(step - 1))
                     elapsed = time.perf_counter() - window_start
-                    sps = window_steps / elapsed if window_steps and elapsed > 0 else 0.0
-                    perf = {"perf/steps_per_sec": sps,
-                            "perf/tokens_per_sec": sps * config.batch_size * seq_len,
-                            "perf/mfu": flops_lib.mfu(flops_per_step, sps, peak)}
+                    perf = {}
+                    if window_steps and elapsed > 0:  # none when only the compiling step ran
+                        sps = window_steps / elapsed
+                        perf = {"perf/steps_per_sec": sps,
+                                "perf/tokens_per_sec": sps * config.batch_size * seq_len,
+                                "perf/mfu": flops_lib.mfu(flops_per_step, sps, peak)}
                     window_start, window_steps = time.perf_counter(), 0
                     log.write(step, {**train, **perf})
                     summary["train"] = {**train, **perf}
@@ -362,9 +369,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                 if (config.eval_every_steps and step % config.eval_every_steps == 0) or last:
                     eval_start = time.perf_counter()
                     results = {f"eval/{k}": v for k, v in evaluate().items()}
-                    log.write(step, results)
-                    log.print(f"step {step}: " + ", ".join(
-                        f"{k}={v:.4g}" for k, v in sorted(results.items())))
+                    if results:  # none with num_eval_batches=0
+                        log.write(step, results)
+                        log.print(f"step {step}: " + ", ".join(
+                            f"{k}={v:.4g}" for k, v in sorted(results.items())))
                     summary["eval"] = results
                     window_start += time.perf_counter() - eval_start  # eval time is not training
                     if tracker.update(step, results, lambda: state.params):

@@ -48,6 +48,12 @@ def test_rejected_rerun_leaves_the_finished_run_intact(tmp_path):
         train.train_and_evaluate(other_vocab, workdir)
     assert _snapshot(workdir) == before
 
+    # A compatible config that trains nothing more (the run is finished) is no new record either.
+    other_rate = _config(tmp_path, "rate", 2)
+    other_rate.optimizer.learning_rate *= 2
+    assert train.train_and_evaluate(other_rate, workdir)["step"] == 2
+    assert _snapshot(workdir) == before
+
 
 def test_restore_of_another_shape_is_a_mismatch_error(tmp_path):
     checkpointer = ckpt_lib.Checkpointer(str(tmp_path), async_save=False)

@@ -67,8 +67,7 @@ batch = dict(dummy, input_ids=rng.integers(5, V, (c.batch_size, S)).astype(np.in
 init_key, step_key = jax.random.split(jax.random.key(0))
 init = jax.jit(functools.partial(steps.init_state, task=task, model=model, tx=tx))
 state = jax.device_get(init(init_key, dummy))
-step_fn = functools.partial(steps.train_step, task=task, model=model, tx=tx,
-                            lr_schedule=lambda _: 1.0)
+step_fn = functools.partial(steps.train_step, task=task, model=model, tx=tx)
 def one_step(devices, shape):
     c.mesh.data, c.mesh.fsdp, c.mesh.tensor = shape
     mesh, rules = sharding.make_mesh(c.mesh, devices), sharding.rules(c.mesh)

@@ -26,9 +26,8 @@ def _setup(accum, skip=False, lr=1e-2):
     task = base.get_task("pretraining")(config)
     model = task.build_model(config.model)
     tx = optim.make_optimizer(config.optimizer, 10)
-    lr_fn = optim.learning_rate_schedule(config.optimizer, 10)
     step = jax.jit(functools.partial(steps.train_step, task=task, model=model, tx=tx,
-                                     lr_schedule=lr_fn, grad_accum_steps=accum,
+                                     grad_accum_steps=accum,
                                      skip_nonfinite=skip))
     rng = np.random.default_rng(0)
     batch = {"input_ids": rng.integers(0, V, (B, S)).astype(np.int32),
