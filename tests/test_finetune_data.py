@@ -125,16 +125,16 @@ def test_qa_windows_doc_stride_offsets_and_positions():
     assert starts[:3] == [0, 0, 0] and ends[:3] == [0, 0, 0]
     last = n_windows - 1
     assert tok.id_to_token(int(w.arrays["input_ids"][last, starts[last]])) == "paris"
-    a, b = w.word_offsets[last, starts[last]]
+    a, b = w.offsets[last, starts[last]]
     assert context[a:b] == "paris"
     # Question tokens and specials have no offsets; type ids are 1 from the context on.
-    assert (w.word_offsets[:, :6] == -1).all()
+    assert (w.offsets[:, :6] == -1).all()
     assert w.arrays["token_type_ids"][0, :6].tolist() == [0] * 6
     assert w.arrays["token_type_ids"][0, 6] == 1
     # Each context token is max-context in exactly one window.
     for token in range(21):
         owners = [v for v in range(n_windows) for j in range(16)
-                  if w.max_context[v, j] and w.word_offsets[v, j, 0] == tok.encode(
+                  if w.max_context[v, j] and w.offsets[v, j, 0] == tok.encode(
                       context, add_special_tokens=False).offsets[token][0]]
         assert len(owners) == 1, token
 
@@ -151,7 +151,7 @@ def test_qa_positions_span_every_piece_of_the_answer_words():
         ids = w.arrays["input_ids"][row]
         assert tok.id_to_token(int(ids[firsts[row]])) == first
         assert tok.id_to_token(int(ids[lasts[row]])) == last
-        a, b = w.word_offsets[row, firsts[row], 0], w.word_offsets[row, lasts[row], 1]
+        a, b = w.offsets[row, firsts[row], 0], w.offsets[row, lasts[row], 1]
         assert context[a:b] == answer
 
 

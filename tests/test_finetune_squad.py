@@ -1,14 +1,17 @@
 """Span QA through the shared trainer on a tiny SQuAD-format file; decoding to answer text."""
 
 import json
+import re
 
 import numpy as np
+import transformers
+from transformers.data.metrics.squad_metrics import get_final_text
 
 from bertjax import train
+from bertjax.data import tokenizer as tokenizer_lib
 from bertjax.tasks import base, features, readers, squad_decode
 from configs import squad as squad_config
 from test_finetune_classify import tiny_model, write_vocab
-from test_finetune_data import tiny_tokenizer
 
 CONTEXT = "the cat sat on the mat . the dog ran to the big red house ."
 
@@ -57,29 +60,64 @@ def test_squad_trains_and_decodes(tmp_path):
     assert scores["exact_match"] == 1.0 and scores["f1"] == 1.0
 
 
-def test_answers_are_whole_words_when_the_best_span_starts_or_ends_inside_one():
-    tok = tiny_tokenizer()
-    context = "the cats sat on the unknown mat."  # cats -> cat ##s, unknown -> un ##known
-    ex = readers.QAExample("x", "q", "what sat ?", context, [], [])
-    w = features.encode_qa(tok, [ex], max_seq_length=20, doc_stride=8, max_query_length=8)
+# A context whose answers can start or end inside a word: 1990 ##s, cat ##s, un ##known.
+QA_CONTEXT = "It happened in the 1990s, in Paris; the unknown cats sat."
+QA_VOCAB = list(tokenizer_lib.SPECIAL_TOKENS) + (
+    "it happened in the 1990 ##s , paris ; un ##known cat sat . when ?".split())
+
+
+def qa_window(tmp_path):
+    """-> (vocab.txt path, the one window of QA_CONTEXT, its pieces)."""
+    vocab = tmp_path / "vocab.txt"
+    vocab.write_text("\n".join(QA_VOCAB) + "\n")
+    tok = tokenizer_lib.load_tokenizer(str(vocab), lowercase=True)
+    ex = readers.QAExample("x", "q", "when ?", QA_CONTEXT, [], [])
+    w = features.encode_qa(tok, [ex], max_seq_length=24, doc_stride=8, max_query_length=8)
+    assert w.arrays["input_ids"].shape[0] == 1  # the whole context fits one window
     pieces = [tok.id_to_token(int(i)) for i in w.arrays["input_ids"][0]]
+    return str(vocab), w, pieces
 
-    def best_span(start_pieces, end_piece):
-        start, end = np.full((1, 20), -5.0), np.full((1, 20), -5.0)
-        for piece, logit in start_pieces.items():
-            start[0, pieces.index(piece)] = logit
-        end[0, pieces.index(end_piece)] = 5.0
-        return squad_decode.decode_example(context, start, end, w.word_offsets, w.max_context)
 
-    # Starts at the inner piece ##s, ends at the first piece of "unknown": whole words.
-    best, nbest = best_span({"##s": 5.0, "cat": 4.0}, "un")
-    assert best.text == "cats sat on the unknown"
-    assert (best.start_char, best.end_char) == (4, 27)
-    assert best.score == 10.0  # "cat"..."un" gives the same text, with a lower score
-    texts = [a.text for a in nbest]
-    assert len(texts) == len(set(texts))
-    # Ends at the inner piece ##known; the "." after "mat" is a word of its own.
-    best, _ = best_span({"##known": 5.0}, "##known")
-    assert best.text == "unknown"
-    best, _ = best_span({"##known": 5.0}, "mat")
-    assert best.text == "unknown mat"
+def decode_span(w, i, j):
+    """The best answer when the logits point at start piece i and end piece j."""
+    start, end = np.full((1, 24), -5.0), np.full((1, 24), -5.0)
+    start[0, i], end[0, j] = 5.0, 5.0
+    return squad_decode.decode_example(QA_CONTEXT, start, end, w.offsets, w.max_context)[0]
+
+
+def test_answer_text_runs_from_the_start_piece_to_the_end_piece(tmp_path):
+    _, w, pieces = qa_window(tmp_path)
+    at = pieces.index
+    # Ends on "1990" of "1990s": the year, as run_squad and run_qa answer (not the word "1990s").
+    best = decode_span(w, at("1990"), at("1990"))
+    assert best.text == "1990" and (best.start_char, best.end_char) == (19, 23)
+    assert decode_span(w, at("the"), at("##s")).text == "the 1990s"
+    # Starts on "##s" of "cats"; ends on "un" of "unknown"; punctuation is a piece of its own.
+    assert decode_span(w, len(pieces) - 1 - pieces[::-1].index("##s"), at("sat")).text == "s sat"
+    assert decode_span(w, at("paris"), at("un")).text == "Paris; the un"
+    assert decode_span(w, at("##known"), at("##known")).text == "known"
+
+
+def test_answer_text_matches_hugging_face_and_google_rules(tmp_path):
+    """Every span of the window decodes to HF run_qa's text (context[offsets of start and end
+    piece], utils_qa.postprocess_qa_predictions), which is also google-research/bert's
+    get_final_text of the pieces projected onto the whitespace words they cover."""
+    vocab, w, pieces = qa_window(tmp_path)
+    hf_tok = transformers.BertTokenizerFast(vocab_file=vocab, do_lower_case=True)
+    enc = hf_tok("when ?", QA_CONTEXT, return_offsets_mapping=True)
+    assert enc["input_ids"] == w.arrays["input_ids"][0, : len(enc["input_ids"])].tolist()
+    context_pieces = [k for k, seq in enumerate(enc.sequence_ids()) if seq == 1]
+    assert len(context_pieces) == 17
+    hf_offsets = enc["offset_mapping"]
+    # run_squad's doc_tokens: the whitespace words, as character spans.
+    words = [(m.start(), m.end()) for m in re.finditer(r"\S+", QA_CONTEXT)]
+    for i in context_pieces:
+        for j in context_pieces:
+            if j < i:
+                continue
+            hf_text = QA_CONTEXT[hf_offsets[i][0]: hf_offsets[j][1]]
+            pred_text = " ".join(pieces[i: j + 1]).replace(" ##", "").replace("##", "")
+            covered = [QA_CONTEXT[a:b] for a, b in words
+                       if a < hf_offsets[j][1] and b > hf_offsets[i][0]]
+            google_text = get_final_text(pred_text, " ".join(covered), do_lower_case=True)
+            assert decode_span(w, i, j).text == hf_text == google_text, (i, j)

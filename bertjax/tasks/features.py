@@ -9,12 +9,11 @@ maps predictions back to words.
 
 Extractive QA (google-research/bert run_squad semantics): [CLS] question [SEP] context-window [SEP],
 the question cut to max_query_length tokens, the context split into windows of the remaining room
-that start doc_stride tokens apart. Per window: `word_offsets` [S, 2] (character span in the
-context of the whole word each token is a piece of, so decoded answers are whole words; -1 outside
-the context), `max_context` [S] (the window where a token has the most context on both sides is the
-one allowed to predict spans starting there), and start/end positions of the answer: the first and
-last pieces that overlap its characters (0 = [CLS] when the window has no answer or holds only part
-of it).
+that start doc_stride tokens apart. Per window: `offsets` [S, 2] (character span of each token,
+a WordPiece, in the context; -1 outside the context), `max_context` [S] (the window where a token
+has the most context on both sides is the one allowed to predict spans starting there), and
+start/end positions of the answer: the first and last pieces that overlap its characters (0 = [CLS]
+when the window has no answer or holds only part of it).
 """
 
 from __future__ import annotations
@@ -130,31 +129,8 @@ class QAWindows:
     """The doc-stride windows of many examples; arrays have one row per window."""
     arrays: dict[str, np.ndarray]  # input_ids/token_type_ids/attention_mask [W, S],
     #   start_positions/end_positions [W], example_index [W]
-    word_offsets: np.ndarray  # [W, S, 2] int32 char span of each token's word; -1 outside context
+    offsets: np.ndarray  # [W, S, 2] int32 char span of each token in the context; -1 outside it
     max_context: np.ndarray  # [W, S] bool
-
-
-def word_spans(offsets: Sequence[tuple[int, int]],
-               word_ids: Sequence[int | None]) -> np.ndarray:
-    """Per token, the character span of the whole word it is a piece of: [T, 2] int32.
-
-    offsets, word_ids: a tokenizers.Encoding's. Words are the pre-tokenizer's (BERT's
-    BasicTokenizer: split at whitespace, punctuation and CJK characters), so the pieces
-    b ##lu ##e of "blue" all get "blue"'s span, while "mat" in "mat." keeps its own. Answers
-    decoded over these spans are whole words: run_squad maps pieces to whitespace words
-    (tok_to_orig_index) and trims punctuation off again in get_final_text; these words give that
-    directly.
-    """
-    spans = np.asarray(offsets, np.int32).reshape(-1, 2)
-    # A token without a word (a special token written in the text) is a word of its own.
-    keys = np.array([-1 - j if w is None else w for j, w in enumerate(word_ids)], np.int64)
-    _, word = np.unique(keys, return_inverse=True)
-    word = word.reshape(-1)
-    first = np.full(word.max(initial=-1) + 1, np.iinfo(np.int32).max, np.int32)
-    last = np.full_like(first, -1)
-    np.minimum.at(first, word, spans[:, 0])
-    np.maximum.at(last, word, spans[:, 1])
-    return np.stack([first[word], last[word]], axis=-1)
 
 
 def _max_context_owner(spans: list[tuple[int, int]], n_tokens: int) -> np.ndarray:
@@ -186,7 +162,7 @@ def encode_qa(tok: tokenizers.Tokenizer, examples: Sequence[QAExample], *, max_s
     contexts = tok.encode_batch([e.context for e in examples], add_special_tokens=False)
     rows: dict[str, list] = {k: [] for k in ("input_ids", "token_type_ids", "attention_mask",
                                              "start_positions", "end_positions", "example_index")}
-    all_word_offsets, all_max_context = [], []
+    all_offsets, all_max_context = [], []
     for index, (example, q_enc, c_enc) in enumerate(zip(examples, questions, contexts)):
         q_ids = q_enc.ids[:max_query_length]
         room = s - len(q_ids) - 3
@@ -194,7 +170,6 @@ def encode_qa(tok: tokenizers.Tokenizer, examples: Sequence[QAExample], *, max_s
             raise DataError(f"{example.where}: max_seq_length={s} leaves no room for the context "
                             f"after a {len(q_ids)}-token question (lower max_query_length)")
         c_ids, c_offsets = c_enc.ids, c_enc.offsets
-        c_words = word_spans(c_offsets, c_enc.word_ids)  # [len(c_ids), 2]
         # The answer as a token span of the whole context (None: no answer).
         answer = None
         if example.answer_texts:
@@ -214,8 +189,9 @@ def encode_qa(tok: tokenizers.Tokenizer, examples: Sequence[QAExample], *, max_s
         for w, (start, length) in enumerate(spans):
             ids = [cls_id] + q_ids + [sep_id] + c_ids[start: start + length] + [sep_id]
             first = len(q_ids) + 2  # position of the window's first context token
-            word_offsets = np.full((s, 2), -1, np.int32)
-            word_offsets[first: first + length] = c_words[start: start + length]
+            offsets = np.full((s, 2), -1, np.int32)
+            offsets[first: first + length] = np.asarray(c_offsets[start: start + length],
+                                                        np.int32).reshape(-1, 2)
             best = np.zeros(s, bool)
             best[first: first + length] = owner[start: start + length] == w
             start_pos = end_pos = 0
@@ -231,11 +207,11 @@ def encode_qa(tok: tokenizers.Tokenizer, examples: Sequence[QAExample], *, max_s
                                ("attention_mask", mask), ("start_positions", start_pos),
                                ("end_positions", end_pos), ("example_index", index)):
                 rows[key].append(value)
-            all_word_offsets.append(word_offsets)
+            all_offsets.append(offsets)
             all_max_context.append(best)
     arrays = {k: np.asarray(v, np.int32) for k, v in rows.items()}
-    if not all_word_offsets:
+    if not all_offsets:
         arrays = {k: np.zeros((0, s) if k in ("input_ids", "token_type_ids", "attention_mask")
                               else (0,), np.int32) for k in rows}
         return QAWindows(arrays, np.zeros((0, s, 2), np.int32), np.zeros((0, s), bool))
-    return QAWindows(arrays, np.stack(all_word_offsets), np.stack(all_max_context))
+    return QAWindows(arrays, np.stack(all_offsets), np.stack(all_max_context))

@@ -70,7 +70,7 @@ class SpanQATask(base.Task):
         o = self.config.squad
         return squad_decode.decode(
             [e.context for e in examples], windows.arrays["example_index"], start_logits,
-            end_logits, windows.word_offsets, windows.max_context, n_best_size=o.n_best_size,
+            end_logits, windows.offsets, windows.max_context, n_best_size=o.n_best_size,
             max_answer_length=o.max_answer_length, version_2=o.version_2,
             null_threshold=o.null_threshold)
 

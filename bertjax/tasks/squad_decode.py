@@ -3,12 +3,15 @@
 Per window, the n_best_size highest start and end logits are paired; a pair is a candidate span
 when both tokens lie in the context, start <= end, the span has at most max_answer_length tokens,
 and the window is the start token's max-context window (so an answer near a window edge is
-judged where it has the most context). A span's text runs from the start of the start token's
-word to the end of the end token's word (word_offsets, see features.encode_qa), so an answer never
-starts or ends inside a word; spans giving the same text keep their best score. Candidates from all
-windows of a question are ranked by start_logit + end_logit. The null score is the smallest
-start[0] + end[0] ([CLS]) over the windows; in v2.0 mode the answer is "" when
-null_score - best_span_score > null_threshold.
+judged where it has the most context). A span's text is the context from the start token's first
+character to the end token's last character (offsets, see features.encode_qa): Hugging Face run_qa's
+rule (utils_qa.postprocess_qa_predictions). google-research/bert run_squad's get_final_text gives
+the same text except where it cannot align the pieces with the text (an [UNK] piece, accents that
+change length), where it falls back to the whole whitespace words. A span may start or end inside a
+word: one ending on "1990" of "1990s" answers "1990". Candidates with the same character span keep
+their best score. Candidates from all windows of a question are ranked by start_logit + end_logit.
+The null score is the smallest start[0] + end[0] ([CLS]) over the windows; in v2.0 mode the answer
+is "" when null_score - best_span_score > null_threshold.
 
 Shapes: W windows, S sequence.
 """
@@ -37,13 +40,13 @@ def _top(logits: np.ndarray, n: int) -> np.ndarray:
 
 
 def decode_example(context: str, start_logits: np.ndarray, end_logits: np.ndarray,
-                   word_offsets: np.ndarray, max_context: np.ndarray, *, n_best_size: int = 20,
+                   offsets: np.ndarray, max_context: np.ndarray, *, n_best_size: int = 20,
                    max_answer_length: int = 30, version_2: bool = False,
                    null_threshold: float = 0.0) -> tuple[Answer, list[Answer]]:
     """One question's windows -> (best answer, n-best list).
 
-    start_logits, end_logits: [W, S]; word_offsets: [W, S, 2] char span of each token's word (-1
-    outside the context); max_context: [W, S] bool.
+    start_logits, end_logits: [W, S]; offsets: [W, S, 2] char span of each token in the context
+    (-1 outside it); max_context: [W, S] bool.
     """
     candidates = []  # (score, start_char, end_char)
     null_score = np.inf
@@ -51,13 +54,13 @@ def decode_example(context: str, start_logits: np.ndarray, end_logits: np.ndarra
         starts, ends = start_logits[w], end_logits[w]
         null_score = min(null_score, float(starts[0] + ends[0]))
         for i in _top(starts, n_best_size):
-            if word_offsets[w, i, 0] < 0 or not max_context[w, i]:
+            if offsets[w, i, 0] < 0 or not max_context[w, i]:
                 continue
             for j in _top(ends, n_best_size):
-                if word_offsets[w, j, 0] < 0 or j < i or j - i + 1 > max_answer_length:
+                if offsets[w, j, 0] < 0 or j < i or j - i + 1 > max_answer_length:
                     continue
-                candidates.append((float(starts[i] + ends[j]), int(word_offsets[w, i, 0]),
-                                   int(word_offsets[w, j, 1])))
+                candidates.append((float(starts[i] + ends[j]), int(offsets[w, i, 0]),
+                                   int(offsets[w, j, 1])))
     # Keep the best-scored candidate per distinct character span, then the n best.
     best_by_span: dict[tuple[int, int], float] = {}
     for score, a, b in candidates:
@@ -84,12 +87,12 @@ def decode_example(context: str, start_logits: np.ndarray, end_logits: np.ndarra
 
 
 def decode(contexts: Sequence[str], example_index: np.ndarray, start_logits: np.ndarray,
-           end_logits: np.ndarray, word_offsets: np.ndarray, max_context: np.ndarray,
+           end_logits: np.ndarray, offsets: np.ndarray, max_context: np.ndarray,
            **kwargs) -> list[Answer]:
     """All windows -> one Answer per example (examples without a window get "").
 
     contexts: per example; example_index: [W] which example each window belongs to;
-    start_logits, end_logits: [W, S]; word_offsets: [W, S, 2]; max_context: [W, S].
+    start_logits, end_logits: [W, S]; offsets: [W, S, 2]; max_context: [W, S].
     kwargs: n_best_size, max_answer_length, version_2, null_threshold (see decode_example).
     """
     windows = collections.defaultdict(list)
@@ -101,7 +104,7 @@ def decode(contexts: Sequence[str], example_index: np.ndarray, start_logits: np.
         if not ws:
             out.append(Answer("", 0.0, -1, -1, 1.0, 0.0))
             continue
-        best, _ = decode_example(context, start_logits[ws], end_logits[ws], word_offsets[ws],
+        best, _ = decode_example(context, start_logits[ws], end_logits[ws], offsets[ws],
                                  max_context[ws], **kwargs)
         out.append(best)
     return out
