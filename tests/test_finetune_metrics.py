@@ -1,7 +1,10 @@
 """Fine-tuning metrics (official definitions) and SQuAD span decoding on hand-built cases."""
 
+import collections
+
 import numpy as np
 import pytest
+from transformers.data.metrics.squad_metrics import compute_f1
 
 from bertjax.tasks import metrics, squad_decode
 
@@ -28,17 +31,53 @@ def test_squad_normalisation_and_scores():
     assert metrics.normalize_answer("The  Eiffel-Tower!") == "eiffeltower"
     assert metrics.normalize_answer("an apple, a pear") == "apple pear"
     assert metrics.squad_exact("The cat", "cat.") == 1.0
-    assert metrics.squad_f1("the big red house", "red house nearby") == pytest.approx(
-        2 * (2 / 3) * (2 / 3) / (4 / 3))
+    for v2 in (False, True):
+        assert metrics.squad_f1("the big red house", "red house nearby",
+                                version_2=v2) == pytest.approx(2 * (2 / 3) * (2 / 3) / (4 / 3))
     golds = {"q1": ["Paris", "in Paris"], "q2": [], "q3": ["London"]}
     preds = {"q1": "in paris", "q2": "", "q3": "Rome"}
-    s = metrics.squad_scores(golds, preds)
+    s = metrics.squad_scores(golds, preds, version_2=True)
     assert s["exact_match"] == pytest.approx(2 / 3)
     assert s["f1"] == pytest.approx(2 / 3)
     assert s["no_ans_exact_match"] == 1.0 and s["has_ans_exact_match"] == 0.5
     # A non-empty answer to an unanswerable question scores 0; a missing prediction scores 0.
-    assert metrics.squad_scores({"q": [""]}, {"q": "x"})["f1"] == 0.0
-    assert metrics.squad_scores({"q": ["x"]}, {})["exact_match"] == 0.0
+    assert metrics.squad_scores({"q": [""]}, {"q": "x"}, version_2=True)["f1"] == 0.0
+    assert metrics.squad_scores({"q": ["x"]}, {}, version_2=False)["exact_match"] == 0.0
+    # v1.1 has no unanswerable questions.
+    with pytest.raises(ValueError, match="'q2' has no gold answer"):
+        metrics.squad_scores(golds, preds, version_2=False)
+
+
+def v11_f1(prediction, ground_truth):
+    """evaluate-v1.1.py's f1_score (its argument order), on bertjax's normalisation."""
+    p = metrics.normalize_answer(prediction).split()
+    g = metrics.normalize_answer(ground_truth).split()
+    same = sum((collections.Counter(p) & collections.Counter(g)).values())
+    if same == 0:
+        return 0
+    precision, recall = same / len(p), same / len(g)
+    return 2 * precision * recall / (precision + recall)
+
+
+@pytest.mark.parametrize("gold, pred", [("The", "a"), ("The", "the"), ("...", ""), ("the", "cat"),
+                                        ("an apple", "apple"), ("Paris", "in paris")])
+def test_squad_v1_f1_is_the_official_v11_one(gold, pred):
+    """v1.1 scores F1 0 without a shared token, even when both answers normalise to nothing;
+    v2.0 (evaluate-v2.0.py compute_f1, here transformers' port of it) calls two empties a match."""
+    assert metrics.squad_f1(gold, pred, version_2=False) == pytest.approx(v11_f1(pred, gold))
+    assert metrics.squad_f1(gold, pred, version_2=True) == pytest.approx(compute_f1(gold, pred))
+
+
+def test_squad_scores_by_version_when_the_gold_answer_normalises_to_nothing():
+    golds, preds = {"q": ["The"]}, {"q": "a"}
+    # v1.1: the gold "The" is an answer like any other: exact match (both normalise to ""), F1 0.
+    assert metrics.squad_scores(golds, preds, version_2=False) == {"exact_match": 1.0, "f1": 0.0}
+    # v2.0: the question has no answer, and "a" is no answer.
+    assert metrics.squad_scores(golds, preds, version_2=True) == {"exact_match": 1.0, "f1": 1.0}
+    # v2.0 drops a gold that normalises to nothing; v1.1 keeps it (and its exact match).
+    golds = {"q": ["The", "Paris"]}
+    assert metrics.squad_scores(golds, preds, version_2=False) == {"exact_match": 1.0, "f1": 0.0}
+    assert metrics.squad_scores(golds, preds, version_2=True) == {"exact_match": 0.0, "f1": 0.0}
 
 
 def test_bio_entity_f1():

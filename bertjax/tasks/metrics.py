@@ -1,9 +1,12 @@
 """Fine-tuning metrics on host numpy arrays, with their official definitions.
 
 Classification metrics come from scikit-learn, correlations from scipy. SQuAD exact match and F1
-follow the official v1.1/v2.0 evaluation: answers are normalised (lowercase, punctuation and the
-articles a/an/the removed, whitespace collapsed), each prediction scored against its best gold
-answer, and an unanswerable question's gold answers are [""] (so only "" scores). Entity F1 for
+follow the official evaluate-v1.1.py or evaluate-v2.0.py, by version: answers are normalised
+(lowercase, punctuation and the articles a/an/the removed, whitespace collapsed) and each prediction
+is scored against its best gold answer. v2.0 alone reads an answer that normalises to nothing as
+no answer: it drops such gold answers, an unanswerable question's gold answers are [""], and two
+empty answers have F1 1; v1.1 scores F1 0 without a shared token, even when both normalise to
+nothing (gold "The", prediction "a"). Entity F1 for
 BIO/IOB2 tagging is the CoNLL-2000 definition (an entity counts only if its type and both
 boundaries match), written here rather than pulling in seqeval.
 
@@ -103,10 +106,14 @@ def squad_exact(gold: str, pred: str) -> float:
     return float(normalize_answer(gold) == normalize_answer(pred))
 
 
-def squad_f1(gold: str, pred: str) -> float:
-    """Bag-of-tokens F1 of the normalised strings; two empty answers agree (v2.0)."""
+def squad_f1(gold: str, pred: str, *, version_2: bool) -> float:
+    """Bag-of-tokens F1 of the normalised strings.
+
+    version_2: two empty answers agree (F1 1; evaluate-v2.0.py). Otherwise no shared token is F1 0,
+    empty answers included (evaluate-v1.1.py: gold "The", prediction "a" scores 0).
+    """
     gold_tokens, pred_tokens = normalize_answer(gold).split(), normalize_answer(pred).split()
-    if not gold_tokens or not pred_tokens:
+    if version_2 and (not gold_tokens or not pred_tokens):
         return float(gold_tokens == pred_tokens)
     common = collections.Counter(gold_tokens) & collections.Counter(pred_tokens)
     overlap = sum(common.values())
@@ -116,19 +123,28 @@ def squad_f1(gold: str, pred: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def squad_scores(golds: dict[str, Sequence[str]], preds: dict[str, str]) -> dict[str, float]:
-    """golds: id -> gold answer texts ([] or [""] = unanswerable); preds: id -> predicted text.
+def squad_scores(golds: dict[str, Sequence[str]], preds: dict[str, str], *,
+                 version_2: bool) -> dict[str, float]:
+    """golds: id -> gold answer texts; preds: id -> predicted text.
 
+    version_2: SQuAD v2.0 scoring (evaluate-v2.0.py): gold answers that normalise to nothing are
+    dropped, a question left without any ([] or [""]) is unanswerable and only "" scores on it.
+    Otherwise v1.1 scoring (evaluate-v1.1.py): every gold answer counts as given, and a question
+    without one is an error (v1.1 has no unanswerable questions).
     Returns {"exact_match", "f1"} averaged over every gold id (a missing prediction scores 0),
     plus "has_ans_*" / "no_ans_*" breakdowns when both kinds of question are present.
     """
     per = {"all": ([], [])}
     for qid, answers in golds.items():
-        answers = [a for a in answers if normalize_answer(a)] or [""]
-        kind = "has_ans" if answers != [""] else "no_ans"
+        if version_2:
+            answers = [a for a in answers if normalize_answer(a)] or [""]
+        elif not answers:
+            raise ValueError(f"squad_scores: question {qid!r} has no gold answer; unanswerable "
+                             "questions are SQuAD v2.0 (version_2=True)")
+        kind = "no_ans" if version_2 and answers == [""] else "has_ans"
         pred = preds.get(qid)
         em = 0.0 if pred is None else max(squad_exact(a, pred) for a in answers)
-        f = 0.0 if pred is None else max(squad_f1(a, pred) for a in answers)
+        f = 0.0 if pred is None else max(squad_f1(a, pred, version_2=version_2) for a in answers)
         for key in ("all", kind):
             per.setdefault(key, ([], []))
             per[key][0].append(em)

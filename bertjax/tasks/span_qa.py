@@ -2,7 +2,8 @@
 
 Loss = (CE(start_logits, start) + CE(end_logits, end)) / 2 per window (google-research/bert);
 windows without the answer point at [CLS] (position 0). Host metrics: SQuAD exact match and F1
-after n-best decoding with the max-context rule (bertjax.tasks.squad_decode).
+(v1.1 or v2.0 scoring, as config.squad.version_2 says) after n-best decoding with the max-context
+rule (bertjax.tasks.squad_decode).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from bertjax.tasks import base, features, finetune_data, heads, metrics, readers
 def options(**overrides) -> ml_collections.ConfigDict:
     """config.squad."""
     c = ml_collections.ConfigDict()
-    c.version_2 = False  # True: unanswerable questions allowed (SQuAD v2.0).
+    c.version_2 = False  # True: SQuAD v2.0, unanswerable questions allowed and v2.0 scoring.
     c.doc_stride = 128  # Tokens between the starts of consecutive context windows.
     c.max_query_length = 64  # Questions are cut to this many tokens.
     c.n_best_size = 20  # Start/end candidates per window.
@@ -81,7 +82,7 @@ class SpanQATask(base.Task):
         answers = self.decode(self.eval_examples, self.eval_windows, starts, ends)
         golds = {e.uid: e.answer_texts for e in self.eval_examples}
         preds = {e.uid: a.text for e, a in zip(self.eval_examples, answers)}
-        return metrics.squad_scores(golds, preds)
+        return metrics.squad_scores(golds, preds, version_2=self.config.squad.version_2)
 
     def read_examples(self, split, with_labels=True):
         data = self.config.data
