@@ -125,7 +125,8 @@ def pretraining(size: str = "tiny") -> ml_collections.ConfigDict:
 def data(**overrides) -> ml_collections.ConfigDict:
     """Pretraining data: corpus -> tokenizer -> examples (google-research/bert semantics)."""
     c = ml_collections.ConfigDict()
-    c.corpus = "builtin"  # builtin | a glob of text files | tfds:NAME:FEATURE[:SPLIT].
+    c.corpus = "builtin"  # builtin | a glob of text files | tfds:NAME[:VERSION]:FEATURE[:SPLIT].
+    c.split_lines = True  # Split corpus lines into sentences; False: a line is one sentence (google-research/bert).
     c.tokenizer = ""  # vocab.txt / tokenizer.json / dir; "" trains a WordPiece vocab on the corpus.
     c.lowercase = True  # Lowercase + strip accents (uncased BERT); used when training a vocab.
     c.vocab_size = 30522  # Size of the vocabulary trained when tokenizer is "".

@@ -27,6 +27,18 @@ def test_bert_format_and_paragraphs(tmp_path):
     assert not c.skipped.counts
 
 
+def test_lines_as_sentences_reads_the_reference_format_as_it_stands(tmp_path):
+    """split_lines=False: google-research/bert's reading, one segment per line, even where the
+    splitter would cut it ("p.m. Then"); a new cache key, since the segments differ."""
+    (tmp_path / "a.txt").write_text("He came at 5 p.m. Then he left.\n  Second line. \n\nNext.\n")
+    split = corpus.open_corpus(str(tmp_path / "a.txt"))
+    lines = corpus.open_corpus(str(tmp_path / "a.txt"), split_lines=False)
+    assert list(lines.documents()) == [["He came at 5 p.m. Then he left.", "Second line."],
+                                       ["Next."]]
+    assert list(split.documents())[0] == ["He came at 5 p.m.", "Then he left.", "Second line."]
+    assert lines.identity == split.identity + ":lines"
+
+
 def test_bad_input_is_counted_and_good_text_survives(tmp_path, caplog):
     good_then_bad = b"Good one.\nGood two.\n\xff\xfe broken \xc3\x28 bytes\nGood three.\n\nNext doc.\n"
     (tmp_path / "1_mixed.txt").write_bytes(good_then_bad)
@@ -48,8 +60,21 @@ def test_bad_input_is_counted_and_good_text_survives(tmp_path, caplog):
 def test_no_files_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="config.data.corpus"):
         corpus.open_corpus(str(tmp_path / "nothing*.txt"))
-    with pytest.raises(ValueError, match="tfds:NAME:FEATURE"):
-        corpus.open_corpus("tfds:lm1b")
+    for spec in ("tfds:lm1b", "tfds::text", "tfds:lm1b:1.1.0"):
+        with pytest.raises(ValueError, match=r"tfds:NAME\[:VERSION\]:FEATURE"):
+            corpus.open_corpus(spec)
+
+
+@pytest.mark.parametrize("spec,parsed", [
+    ("tfds:lm1b:text", ("lm1b", "text", "train")),
+    ("tfds:lm1b:text:train[:1%]", ("lm1b", "text", "train[:1%]")),
+    ("tfds:wikipedia/20230601.en:text:train[10%:20%]+validation",
+     ("wikipedia/20230601.en", "text", "train[10%:20%]+validation")),
+    ("tfds:lm1b:1.1.0:text:test", ("lm1b:1.1.0", "text", "test")),
+    ("tfds:lm1b:1.*.*:text", ("lm1b:1.*.*", "text", "train")),
+])
+def test_tfds_specs_take_versions_and_split_slices(spec, parsed):
+    assert corpus.parse_tfds_spec(spec) == parsed
 
 
 def test_identity_changes_with_content(tmp_path):
@@ -78,7 +103,7 @@ def test_tfds_source_through_mock_data():
         c = corpus.open_corpus("tfds:lm1b:text:train")
         docs = list(c.documents())
         expected = [tfds.data_source("lm1b", split="train")[i]["text"] for i in range(7)]
-    assert c.identity == "tfds:lm1b:text:train:n=7"
+    assert c.identity == "tfds:lm1b/1.1.0:text:train:n=7"  # the version the source resolved
     got = [" ".join(d) for d in docs]
     assert len(docs) + c.skipped.counts["empty_document"] == 7
     assert got == [" ".join(corpus.split_sentences(t)) for t in expected if t.strip()]

@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     v = sub.add_parser("vocab", help="train a WordPiece vocabulary")
-    v.add_argument("--corpus", required=True, help="file glob, 'builtin' or tfds:NAME:FEATURE[:SPLIT]")
+    v.add_argument("--corpus", required=True, help="file glob, 'builtin' or tfds:NAME[:VERSION]:FEATURE[:SPLIT]")
     v.add_argument("--vocab-size", type=int, default=30522)
     v.add_argument("--out", required=True, help="directory for vocab.txt and tokenizer.json")
     v.add_argument("--cased", action="store_true", help="keep case and accents (default: uncased)")

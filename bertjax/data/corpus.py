@@ -4,12 +4,17 @@ Three sources, chosen by `config.data.corpus`:
 
   "builtin"                      English text shipped with Python: the pydoc topics and the docstrings
                                  of a fixed list of standard-library modules (no download).
-  "tfds:NAME:FEATURE[:SPLIT]"    one TFDS record = one document, e.g. "tfds:wikipedia/20230601.en:text".
+  "tfds:NAME[:VERSION]:FEATURE[:SPLIT]"  one TFDS record = one document, e.g.
+                                 "tfds:wikipedia/20230601.en:text" or "tfds:lm1b:1.1.0:text:train[:10%]".
   any other string               a glob of plain-text files.
 
 Text files follow google-research/bert's format: one sentence per line, a blank line between
 documents. Lines that hold a whole paragraph are split into sentences by `split_sentences`, so
 ordinary prose (paragraphs separated by blank lines; each paragraph then is a document) works too.
+With `split_lines=False` (config.data.split_lines) every line is one sentence as it stands, as
+google-research/bert's create_pretraining_data reads its format: for a corpus already split into
+sentences that reproduces the reference's segments exactly (the splitter may cut a line again, at
+"p.m. Then"). The same holds for the lines of a TFDS record.
 
 Bad input never stops a run and never takes good text down with it: a binary file (a NUL byte in its
 first 8 KiB), an empty file, a line of invalid UTF-8 or a line longer than `max_line_bytes` is skipped
@@ -80,6 +85,19 @@ def split_sentences(text: str) -> list[str]:
     for s in out:
         sentences.extend(p.strip() for p in _CJK_BOUNDARY.split(s) if p.strip())
     return sentences
+
+
+def _sentences(line: str, split: bool) -> list[str]:
+    """One corpus line -> its sentences: split_sentences, or the stripped line as one sentence."""
+    if split:
+        return split_sentences(line)
+    line = line.strip()
+    return [line] if line else []
+
+
+def _lines_tag(split_lines: bool) -> str:
+    """Part of a corpus identity (and so of the cache key); empty for the default."""
+    return "" if split_lines else ":lines"
 
 
 # --- skip accounting --------------------------------------------------------------------------------
@@ -153,7 +171,8 @@ def _paragraph_document(text: str) -> Document:
 class FileCorpus(Corpus):
     """A glob of UTF-8 text files, google-research/bert's format or plain paragraphs."""
 
-    def __init__(self, pattern: str, max_line_bytes: int = 1_000_000):
+    def __init__(self, pattern: str, max_line_bytes: int = 1_000_000, split_lines: bool = True):
+        self.split_lines = split_lines
         self.paths = sorted(globlib.glob(os.path.expanduser(pattern), recursive=True))
         self.paths = [p for p in self.paths if os.path.isfile(p)]
         if not self.paths:
@@ -164,7 +183,7 @@ class FileCorpus(Corpus):
         for p in self.paths:
             st = os.stat(p)
             h.update(f"{os.path.abspath(p)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        self.identity = f"files:{pattern}:{h.hexdigest()[:16]}"
+        self.identity = f"files:{pattern}:{h.hexdigest()[:16]}" + _lines_tag(split_lines)
 
     def documents(self) -> Iterator[Document]:
         self.skipped = SkipReport()
@@ -204,7 +223,7 @@ class FileCorpus(Corpus):
                         yield doc
                     doc = []
                     continue
-                doc.extend(split_sentences(line))
+                doc.extend(_sentences(line, self.split_lines))
             if doc:
                 yield doc
 
@@ -212,11 +231,17 @@ class FileCorpus(Corpus):
 class TfdsCorpus(Corpus):
     """A TFDS text dataset: one record = one document; newlines separate paragraphs."""
 
-    def __init__(self, name: str, feature: str, split: str = "train"):
+    def __init__(self, name: str, feature: str, split: str = "train", split_lines: bool = True):
         self.name, self.feature, self.split = name, feature, split
+        self.split_lines = split_lines
         self.skipped = SkipReport()
         self._source = None
-        self.identity = f"tfds:{name}:{feature}:{split}:n={len(self._data())}"
+        n = len(self._data())
+        # The resolved name/version (lm1b/1.1.0) where the data source says it: a new version of
+        # the dataset is new content, so it gets new shards.
+        info = getattr(self._source, "dataset_info", None)
+        full_name = getattr(info, "full_name", None) or name
+        self.identity = f"tfds:{full_name}:{feature}:{split}:n={n}" + _lines_tag(split_lines)
 
     def _data(self):
         if self._source is None:
@@ -244,7 +269,7 @@ class TfdsCorpus(Corpus):
                 except UnicodeDecodeError:
                     self.skipped.skip("invalid_utf8", where)
                     continue
-            doc = [s for para in str(text).split("\n") for s in split_sentences(para)]
+            doc = [s for line in str(text).split("\n") for s in _sentences(line, self.split_lines)]
             if doc:
                 yield doc
             else:
@@ -344,15 +369,35 @@ class BuiltinCorpus(Corpus):
         self._report_skipped()
 
 
-def open_corpus(spec: str, max_line_bytes: int = 1_000_000) -> Corpus:
-    """config.data.corpus -> a Corpus (see the module docstring for the forms)."""
+# A TFDS version pinned after the name: "wikipedia/20230601.en:1.0.0", "lm1b:1.*.*".
+_TFDS_VERSION = re.compile(r"[\d*]+\.[\d*]+\.[\d*]+(?=:|$)")
+
+
+def parse_tfds_spec(spec: str) -> tuple[str, str, str]:
+    """"tfds:NAME[:VERSION]:FEATURE[:SPLIT]" -> (name[:version], feature, split).
+
+    The split is everything after the feature, so TFDS's slicing and joining syntax works as it
+    is ("train[:1%]", "train[10%:20%]+validation"); default "train"."""
+    rest = spec[len("tfds:"):]
+    name, _, rest = rest.partition(":")
+    version = _TFDS_VERSION.match(rest)
+    if version:
+        name, rest = f"{name}:{version.group()}", rest[version.end() + 1:]
+    feature, _, split = rest.partition(":")
+    if not name or not feature:
+        raise ValueError(f"config.data.corpus={spec!r}: expected tfds:NAME[:VERSION]:FEATURE[:SPLIT]"
+                         " (e.g. tfds:lm1b:text:train[:1%])")
+    return name, feature, split or "train"
+
+
+def open_corpus(spec: str, max_line_bytes: int = 1_000_000, split_lines: bool = True) -> Corpus:
+    """config.data.corpus -> a Corpus (see the module docstring for the forms).
+
+    split_lines: config.data.split_lines, for files and TFDS records (see the module docstring)."""
     if not spec:
         raise ValueError("config.data.corpus is empty; use 'builtin', a file glob or 'tfds:NAME:FEATURE'")
     if spec == "builtin":
         return BuiltinCorpus()
     if spec.startswith("tfds:"):
-        parts = spec[len("tfds:"):].split(":")
-        if len(parts) not in (2, 3) or not all(parts):
-            raise ValueError(f"config.data.corpus={spec!r}: expected tfds:NAME:FEATURE[:SPLIT]")
-        return TfdsCorpus(parts[0], parts[1], parts[2] if len(parts) == 3 else "train")
-    return FileCorpus(spec, max_line_bytes)
+        return TfdsCorpus(*parse_tfds_spec(spec), split_lines=split_lines)
+    return FileCorpus(spec, max_line_bytes, split_lines)

@@ -49,6 +49,11 @@ class DataConfigError(ValueError):
     """An impossible config.data; the message names the field."""
 
 
+def open_corpus(cfg: ml_collections.ConfigDict) -> corpus_lib.Corpus:
+    """config.data's corpus (a config.json of an older run may lack split_lines: the default)."""
+    return corpus_lib.open_corpus(cfg.corpus, cfg.max_line_bytes, cfg.get("split_lines", True))
+
+
 def validate(cfg: ml_collections.ConfigDict) -> None:
     """Raises DataConfigError naming the field for any impossible data config."""
     def bad(field, why):
@@ -57,6 +62,8 @@ def validate(cfg: ml_collections.ConfigDict) -> None:
               "docs_per_shard", "max_line_bytes"):
         if not isinstance(cfg[f], int) or isinstance(cfg[f], bool) or cfg[f] <= 0:
             bad(f, "must be a positive integer")
+    if not isinstance(cfg.get("split_lines", True), bool):
+        bad("split_lines", "must be true or false")
     if cfg.max_seq_length < 5:
         bad("max_seq_length", "needs room for [CLS] A [SEP] B [SEP] (at least 5)")
     if cfg.max_predictions_per_seq > cfg.max_seq_length:
@@ -112,7 +119,7 @@ def resolve_tokenizer(cfg: ml_collections.ConfigDict, root: str,
             tokenizer_lib.save_tokenizer(tok, tmp)
             _publish(tmp, out)
         return tok, out
-    corpus = corpus or corpus_lib.open_corpus(cfg.corpus, cfg.max_line_bytes)
+    corpus = corpus or open_corpus(cfg)
     out = os.path.join(root, "tokenizer-" + _key(
         {"v": FORMAT_VERSION, "corpus": corpus.identity, "vocab_size": cfg.vocab_size,
          "lowercase": cfg.lowercase}))
@@ -191,7 +198,7 @@ def prepare(cfg: ml_collections.ConfigDict, workdir: str | None = None) -> Prepa
     """Tokenizes the corpus once and writes example shards (or reuses a matching cache)."""
     validate(cfg)
     root = cache_root(cfg, workdir)
-    corpus = corpus_lib.open_corpus(cfg.corpus, cfg.max_line_bytes)
+    corpus = open_corpus(cfg)
     tok, tok_dir = resolve_tokenizer(cfg, root, corpus)
     key = _key({"v": FORMAT_VERSION, "corpus": corpus.identity, "tokenizer": tok.to_str(),
                 **{f: cfg[f] for f in RECORD_FIELDS}})
