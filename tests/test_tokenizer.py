@@ -48,7 +48,11 @@ def trained(request, tmp_path_factory):
 
 
 def _slow(out, lowercase):
-    return transformers.BertTokenizer(os.path.join(out, "vocab.txt"), do_lower_case=lowercase)
+    """transformers' port of google-research/bert's tokenizer, set to Google's 200-character
+    word limit (transformers' own default is 100)."""
+    slow = transformers.BertTokenizer(os.path.join(out, "vocab.txt"), do_lower_case=lowercase)
+    slow.wordpiece_tokenizer.max_input_chars_per_word = tokenizer_lib.MAX_WORD_CHARS
+    return slow
 
 
 def test_train_writes_vocab_and_json(trained):
@@ -110,6 +114,15 @@ def test_handwritten_google_vocab_and_lowercase_guess(tmp_path):
     assert tokenizer_lib.tokenizer_lowercase(tokenizer_lib.load_tokenizer(str(d))) is False
     assert tokenizer_lib.tokenizer_lowercase(
         tokenizer_lib.load_tokenizer(str(d), lowercase=True)) is True
+
+
+def test_words_up_to_200_characters_are_split_as_google_bert_does(tmp_path):
+    """google-research/bert's WordpieceTokenizer gives up on words over 200 characters
+    (transformers' copy: 100)."""
+    (tmp_path / "vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nab\n##ab\n")
+    tok = tokenizer_lib.load_tokenizer(str(tmp_path / "vocab.txt"), lowercase=True)
+    assert tok.encode("ab" * 75, add_special_tokens=False).tokens == ["ab"] + ["##ab"] * 74
+    assert tok.encode("ab" * 101, add_special_tokens=False).tokens == ["[UNK]"]
 
 
 def test_save_roundtrip(trained, tmp_path):

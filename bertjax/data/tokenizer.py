@@ -22,7 +22,7 @@ import tokenizers
 from tokenizers import decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-MAX_WORD_CHARS = 100  # google-research/bert's max_input_chars_per_word.
+MAX_WORD_CHARS = 200  # google-research/bert's max_input_chars_per_word (transformers: 100).
 
 
 class TokenizerError(ValueError):
