@@ -53,15 +53,16 @@ def model_of_size(size: str, **overrides) -> ml_collections.ConfigDict:
 
 
 def optimizer(**overrides) -> ml_collections.ConfigDict:
-    """AdamW as BERT used it: linear warmup, then linear decay to 0 at num_train_steps."""
+    """AdamW as google-research/bert's optimization.py has it (see bertjax/optim.py)."""
     c = ml_collections.ConfigDict()
     c.name = "adamw"  # adamw (decoupled weight decay, as BERT's AdamWeightDecay) | lamb.
     c.learning_rate = 1e-4  # Peak learning rate, reached at the end of warmup.
-    c.schedule = "linear"  # After warmup: linear (to 0 at the end) | cosine | constant | rsqrt.
+    c.schedule = "polynomial"  # BERT's lr*(1-t/T) from t=0 | linear (peak at warmup to 0) | cosine | constant | rsqrt.
     c.warmup_steps = 10000  # Linear warmup from 0 over this many updates.
     c.b1 = 0.9  # Adam beta1.
     c.b2 = 0.999  # Adam beta2.
     c.eps = 1e-6  # Adam epsilon (BERT's 1e-6, not 1e-8).
+    c.bias_correction = False  # BERT's AdamWeightDecay has none; True: textbook Adam / torch AdamW.
     c.weight_decay = 0.01  # Decoupled weight decay; never on LayerNorm params or biases.
     c.grad_clip_norm = 1.0  # Clip the global gradient norm to this; 0 disables clipping.
     c.grad_accum_steps = 1  # Micro-batches per update (lax.scan inside the step): one step = one update.
@@ -105,7 +106,7 @@ def pretraining(size: str = "tiny") -> ml_collections.ConfigDict:
     c.task = "pretraining"  # A name registered in bertjax/tasks (bertjax.tasks.base.get_task).
     c.seed = 0  # Seeds parameter init, dropout and the data pipeline.
     c.batch_size = 256  # Global batch (all hosts, all micro-batches) per update.
-    c.num_train_steps = 1_000_000  # Optimizer updates; the linear schedule reaches 0 here.
+    c.num_train_steps = 1_000_000  # Optimizer updates; the decaying schedules reach 0 here.
     c.log_every_steps = 100  # Fetch metrics to the host, print and write metrics.jsonl.
     c.eval_every_steps = 10_000  # Held-out evaluation period (and always at the end); 0 = only at the end.
     c.num_eval_batches = -1  # Evaluate on at most this many eval batches; -1 = all, 0 = no eval.
@@ -178,6 +179,7 @@ def bert_recipe(size: str, variant: str | None = None) -> ml_collections.ConfigD
         c.optimizer.warmup_steps = 1_000  # short re-warmup
     elif variant == "lamb":
         c.optimizer.name = "lamb"  # You et al. 2019: large-batch BERT
+        c.optimizer.bias_correction = True  # LAMB as its paper has it (Algorithm 2)
         c.batch_size = 4096  # LAMB's large batch
         c.num_train_steps = 60_000  # fewer, larger steps
         c.optimizer.learning_rate = 2e-3  # LAMB's peak rate at 4k batch

@@ -2,9 +2,14 @@
 
     tx = make_optimizer(config.optimizer, config.num_train_steps)
 
-AdamW follows BERT's AdamWeightDecay: b1 0.9, b2 0.999, eps 1e-6, decoupled weight decay 0.01
-applied to every weight except LayerNorm parameters and biases (`decay_mask`). The gradient's global
-norm is clipped first (1.0 by default).
+The defaults are google-research/bert's optimization.py to the last digit: AdamWeightDecay with
+b1 0.9, b2 0.999, eps 1e-6 and *no* bias correction of the moments (`bias_correction=False`: its
+first updates are up to ~3x those of textbook Adam), decoupled weight decay 0.01 on every weight
+but LayerNorm parameters and biases (`decay_mask`), the gradient's global norm clipped to 1.0 first,
+and the "polynomial" schedule: lr * (1 - t / T) from step 0, with the first W steps replaced by
+the linear warmup lr * t / W (so the rate steps down to lr * (1 - W / T) when warmup ends). The
+Hugging Face recipe (torch AdamW, get_linear_schedule_with_warmup) is `bias_correction=True`,
+`schedule="linear"` (decay from the peak at W to 0 at T).
 
 Fine-tuning recipes (`update_scales`): layer-wise learning-rate decay (ELECTRA, BEiT) and frozen
 embeddings / lowest layers multiply each parameter's final update by a per-parameter factor; frozen
@@ -28,7 +33,7 @@ from bertjax.model import ConfigError
 
 PyTree = Any
 
-SCHEDULES = ("linear", "cosine", "constant", "rsqrt")
+SCHEDULES = ("polynomial", "linear", "cosine", "constant", "rsqrt")
 OPTIMIZERS = ("adamw", "lamb")
 # Parameter names never decayed: LayerNorm's scale and bias, and every bias (incl. the MLM bias).
 NO_DECAY_NAMES = ("bias", "scale")
@@ -58,7 +63,7 @@ def validate_config(opt_cfg: ml_collections.ConfigDict, num_train_steps: int) ->
         raise ConfigError(
             f"config.optimizer.warmup_steps must be >= 0, got {opt_cfg.warmup_steps!r}")
     warmup = warmup_steps(opt_cfg, num_train_steps)
-    if opt_cfg.schedule in ("linear", "cosine") and warmup > num_train_steps:
+    if opt_cfg.schedule in ("polynomial", "linear", "cosine") and warmup > num_train_steps:
         raise ConfigError(
             f"config.optimizer.warmup_steps={warmup} exceeds "
             f"config.num_train_steps={num_train_steps} (the {opt_cfg.schedule} schedule decays to 0 "
@@ -84,6 +89,14 @@ def learning_rate_schedule(opt_cfg: ml_collections.ConfigDict,
     """step -> learning rate: linear warmup from 0 to the peak, then the named decay."""
     peak, warmup = float(opt_cfg.learning_rate), warmup_steps(opt_cfg, num_train_steps)
     name = opt_cfg.schedule
+    if name == "polynomial":  # google-research/bert: polynomial_decay (power 1) from step 0
+        total = max(num_train_steps, 1)
+
+        def bert(count):
+            t = jnp.asarray(count, jnp.float32)
+            decayed = peak * (1.0 - jnp.minimum(t, total) / total)
+            return decayed if warmup == 0 else jnp.where(t < warmup, peak * t / warmup, decayed)
+        return bert
     if name == "cosine":
         return optax.warmup_cosine_decay_schedule(0.0, peak, warmup, max(num_train_steps, 1), 0.0)
     warm = optax.linear_schedule(0.0, peak, warmup) if warmup > 0 else optax.constant_schedule(peak)
@@ -182,18 +195,39 @@ def scale_by_tree(scales_of: Callable[[PyTree], PyTree],
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
+def scale_by_adam(b1: float, b2: float, eps: float,
+                  bias_correction: bool) -> optax.GradientTransformation:
+    """Adam's direction m / (sqrt(v) + eps); with bias_correction=False the moments are used as
+    they are, as google-research/bert's AdamWeightDecayOptimizer does (no 1 / (1 - b^t)). The
+    state is optax's ScaleByAdamState either way, so checkpoints do not depend on the choice."""
+    if bias_correction:
+        return optax.scale_by_adam(b1, b2, eps)
+
+    def init(params):
+        zeros = jax.tree.map(jnp.zeros_like, params)
+        return optax.ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=zeros,
+                                      nu=jax.tree.map(jnp.zeros_like, params))
+
+    def update(updates, state, params=None):
+        del params
+        mu = jax.tree.map(lambda m, g: b1 * m + (1 - b1) * g, state.mu, updates)
+        nu = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * jnp.square(g), state.nu, updates)
+        direction = jax.tree.map(lambda m, v: m / (jnp.sqrt(v) + eps), mu, nu)
+        return direction, optax.ScaleByAdamState(optax.safe_increment(state.count), mu, nu)
+    return optax.GradientTransformation(init, update)
+
+
 def make_optimizer(opt_cfg: ml_collections.ConfigDict,
                    num_train_steps: int) -> optax.GradientTransformation:
     """Clip by global norm, then AdamW or LAMB with the schedule and the decay mask; then the
     per-parameter factors of `update_scales` (layer-wise lr decay, frozen parameters), if any."""
     validate_config(opt_cfg, num_train_steps)
     lr = learning_rate_schedule(opt_cfg, num_train_steps)
-    kwargs = dict(b1=opt_cfg.b1, b2=opt_cfg.b2, eps=opt_cfg.eps,
-                  weight_decay=opt_cfg.weight_decay, mask=decay_mask)
-    if opt_cfg.name == "adamw":
-        core = optax.adamw(lr, **kwargs)
-    else:
-        core = optax.lamb(lr, **kwargs)
+    core = optax.chain(
+        scale_by_adam(opt_cfg.b1, opt_cfg.b2, opt_cfg.eps, opt_cfg.bias_correction),
+        optax.add_decayed_weights(opt_cfg.weight_decay, decay_mask),
+        *([optax.scale_by_trust_ratio()] if opt_cfg.name == "lamb" else []),
+        optax.scale_by_learning_rate(lr))
     scales_of = functools.partial(update_scales, opt_cfg=opt_cfg)
     scaled = has_update_scales(opt_cfg)
     parts = []

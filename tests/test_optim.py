@@ -12,6 +12,8 @@ from bertjax.model import ConfigError
 
 
 @pytest.mark.parametrize("schedule,expected", [
+    # google-research/bert: warmup t / W, then 1 - t / T from step 0 (a step down at W).
+    ("polynomial", {0: 0.0, 5: 0.5, 9: 0.9, 10: 0.9, 55: 0.45, 100: 0.0, 120: 0.0}),
     ("linear", {0: 0.0, 5: 0.5, 10: 1.0, 55: 0.5, 100: 0.0}),
     ("constant", {0: 0.0, 10: 1.0, 100: 1.0}),
     ("rsqrt", {5: 0.5, 10: 1.0, 40: 0.5}),
@@ -68,3 +70,66 @@ def test_bad_optimizer_fields_are_named():
         optim.make_optimizer(config_lib.optimizer(name="sgd"), 10)
     with pytest.raises(ConfigError, match="warmup_steps=20 exceeds config.num_train_steps=10"):
         optim.make_optimizer(config_lib.optimizer(warmup_steps=20), 10)
+
+
+def _bert_adam_weight_decay(params, grads_seq, lr_of, wd=0.01, b1=0.9, b2=0.999, eps=1e-6,
+                            clip=1.0):
+    """google-research/bert optimization.py's update, written out in numpy (float64): global-norm
+    clipping, then m, v without bias correction, decoupled decay on masked leaves, lr(t)."""
+    p = {k: np.array(v, np.float64) for k, v in params.items()}
+    m = {k: np.zeros_like(v) for k, v in p.items()}
+    v = {k: np.zeros_like(x) for k, x in p.items()}
+    for t, grads in enumerate(grads_seq):
+        norm = np.sqrt(sum(np.sum(np.square(g)) for g in grads.values()))
+        scale = clip / max(norm, clip)  # tf.clip_by_global_norm
+        for k in p:
+            g = grads[k] * scale
+            m[k] = b1 * m[k] + (1 - b1) * g
+            v[k] = b2 * v[k] + (1 - b2) * g * g
+            update = m[k] / (np.sqrt(v[k]) + eps)
+            if k != "bias":  # _do_use_weight_decay: LayerNorm and bias excluded
+                update += wd * p[k]
+            p[k] = p[k] - lr_of(t) * update
+    return p
+
+
+def test_defaults_are_berts_adam_weight_decay_and_polynomial_schedule():
+    cfg = config_lib.optimizer(learning_rate=0.05, warmup_steps=3)
+    total = 10
+    tx = optim.make_optimizer(cfg, total)
+    rng = np.random.default_rng(0)
+    params = {"kernel": rng.normal(size=(5, 3)), "bias": rng.normal(size=(3,))}
+    grads_seq = [{k: rng.normal(scale=0.7, size=v.shape) for k, v in params.items()}
+                 for _ in range(6)]
+
+    def lr_of(t):  # BERT's create_optimizer: warmup overrides polynomial_decay for t < W
+        return 0.05 * t / 3 if t < 3 else 0.05 * (1 - t / total)
+    expected = _bert_adam_weight_decay(params, grads_seq, lr_of)
+    p = {k: jnp.asarray(v, jnp.float32) for k, v in params.items()}
+    state = tx.init(p)
+    for grads in grads_seq:
+        updates, state = tx.update({k: jnp.asarray(g, jnp.float32) for k, g in grads.items()},
+                                   state, p)
+        p = optax.apply_updates(p, updates)
+    for k in params:
+        np.testing.assert_allclose(p[k], expected[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    moved = np.abs(expected["kernel"] - params["kernel"]).max()
+    # Bias-corrected Adam would land elsewhere, by much more than the tolerance.
+    tx_hf = optim.make_optimizer(config_lib.optimizer(learning_rate=0.05, warmup_steps=3,
+                                                      bias_correction=True), total)
+    q = {k: jnp.asarray(v, jnp.float32) for k, v in params.items()}
+    state = tx_hf.init(q)
+    for grads in grads_seq:
+        updates, state = tx_hf.update({k: jnp.asarray(g, jnp.float32) for k, g in grads.items()},
+                                      state, q)
+        q = optax.apply_updates(q, updates)
+    assert np.abs(np.asarray(q["kernel"]) - expected["kernel"]).max() > 0.1 * moved
+
+
+def test_the_state_layout_does_not_depend_on_bias_correction():
+    """A checkpoint written under one setting restores under the other."""
+    params = {"w": jnp.zeros((4,))}
+    layouts = [jax.tree.structure(optim.make_optimizer(
+        config_lib.optimizer(bias_correction=flag, warmup_steps=0), 10).init(params))
+        for flag in (False, True)]
+    assert layouts[0] == layouts[1]
