@@ -269,3 +269,22 @@ def test_prepare_command_reports_a_corpus_that_matches_nothing_without_a_traceba
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "nothing*.txt" in err, err
+
+
+def test_nsp_balance_is_recorded_and_a_skewed_corpus_is_warned_about(corpus_dir, tmp_path, caplog):
+    with caplog.at_level(logging.INFO):
+        balanced = prepare.prepare(_cfg(corpus_dir, tmp_path / "a"))
+    # Documents of 3-12 sentences: the reference's rule leaves ~60% random (the last chunk of a
+    # document is often one sentence), within what is not warned about.
+    assert 0.45 < balanced.meta["nsp_random_fraction"]["train"] < 0.7
+    assert "NSP pairs: " in caplog.text and "far from" not in caplog.text
+    # One sentence per document: google-research/bert's rule gives every pair a random B.
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "c.txt").write_text("\n\n".join(
+        " ".join(WORDS[i:i + 12]).capitalize() + "." for i in range(40)) + "\n")
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        skewed = prepare.prepare(_cfg(corpus_dir, tmp_path / "b",
+                                      corpus=str(tmp_path / "one" / "c.txt")))
+    assert skewed.meta["nsp_random_fraction"]["train"] == 1.0
+    assert "NSP pairs: 100.0% with a random B" in caplog.text and "split_lines" in caplog.text

@@ -158,6 +158,7 @@ class _ShardWriter:
         self.directory, self.prefix = directory, prefix
         self.paths: list[str] = []
         self.count = 0
+        self.random_next = 0  # records whose label (field 0) is 1: NSP pairs with a random B
 
     def write(self, records: list[np.ndarray]) -> None:
         if not records:
@@ -169,6 +170,7 @@ class _ShardWriter:
         writer.close()
         self.paths.append(path)
         self.count += len(records)
+        self.random_next += sum(int(rec[0]) for rec in records)
 
 
 def _tokenize_docs(tok: tokenizers.Tokenizer, docs: list[list[str]], specials: examples.Specials,
@@ -246,12 +248,34 @@ def prepare(cfg: ml_collections.ConfigDict, workdir: str | None = None) -> Prepa
             "skipped": corpus.skipped.as_dict(), "seconds": round(time.time() - t0, 2),
             "train_shards": [os.path.basename(p) for p in writers["train"].paths],
             "eval_shards": [os.path.basename(p) for p in writers["eval"].paths]}
+    if cfg.next_sentence:
+        meta["nsp_random_fraction"] = {
+            split: round(w.random_next / w.count, 4) if w.count else None
+            for split, w in writers.items()}
+        _report_nsp_balance(meta["nsp_random_fraction"]["train"])
     with open(os.path.join(tmp, "meta.json"), "w") as f:
         json.dump(meta, f, indent=2)
     _publish(tmp, final)
     log.info("prepared %d train / %d eval examples from %d documents in %.1f s at %s",
              meta["num_train"], meta["num_eval"], stats["documents"], meta["seconds"], final)
     return _load(final, tok, tok_dir)
+
+
+def _report_nsp_balance(random_fraction: float) -> None:
+    """Logs the share of NSP pairs with a random B; warns when it is far from half.
+
+    google-research/bert's example creation (followed exactly here) gives every chunk of a single
+    sentence a random B, so one-sentence documents or long unsplit lines skew NSP towards
+    "random", and nsp_accuracy's majority baseline moves from 0.5 to that share."""
+    message = (f"NSP pairs: {random_fraction:.1%} with a random B (nsp_accuracy's majority "
+               f"baseline {max(random_fraction, 1 - random_fraction):.2f})")
+    if abs(random_fraction - 0.5) > 0.2:  # the rule leaves ~60% on documents of a few sentences
+        log.warning("%s: far from google-research/bert's 50%%, which it gets only from documents "
+                    "of several sentences; one-sentence documents and long lines that are not "
+                    "split into sentences always take a random B (see config.data.split_lines)",
+                    message)
+    else:
+        log.info("%s", message)
 
 
 def _load(directory: str, tok: tokenizers.Tokenizer, tok_dir: str) -> Prepared:
