@@ -81,10 +81,12 @@ def test_frozen_embeddings_and_lower_layers_are_bit_identical(scan_layers):
 
 @pytest.mark.parametrize("scan_layers", [False, True])
 def test_layerwise_lr_decay_scales_each_update(scan_layers):
-    """One SGD-like update (first Adam step: |update| = lr for every coordinate, no decay/clip)."""
+    """One SGD-like update: BERT's first Adam step (no bias correction) moves every coordinate by
+    lr * (1 - b1) / sqrt(1 - b2), no decay or clipping."""
     params = tiny_params(scan_layers)
-    decay, lr = 0.5, 1e-2
-    cfg = opt_cfg(learning_rate=lr, weight_decay=0.0, grad_clip_norm=0.0,
+    decay = 0.5
+    lr = 1e-2 * (1 - 0.9) / (1 - 0.999) ** 0.5  # the step size of the first update
+    cfg = opt_cfg(learning_rate=1e-2, weight_decay=0.0, grad_clip_norm=0.0,
                   layerwise_lr_decay=decay)
     new = run_updates(params, optim.make_optimizer(cfg, 10), n=1)
 

@@ -37,7 +37,7 @@ def test_tagger_trains_and_predicts_per_word(tmp_path):
     cfg.data.validation = write_jsonl(tmp_path / "dev.jsonl", sentences(20, 1))
     cfg.update(batch_size=16, num_train_steps=30, log_every_steps=10, eval_every_steps=30,
                checkpoint_every_steps=30, progress_bar=False)
-    cfg.optimizer.update(learning_rate=1e-2, schedule="constant", warmup_steps=3,
+    cfg.optimizer.update(learning_rate=3e-3, schedule="constant", warmup_steps=3,
                          weight_decay=0.0)
     workdir = str(tmp_path / "run")
     summary = train.train_and_evaluate(cfg, workdir)
