@@ -1,4 +1,4 @@
-"""Hugging Face / Google TF BERT weights <-> bertjax, and the bertjax model directory.
+"""Hugging Face / Google TF BERT weights -> bertjax -> Hugging Face; the bertjax model directory.
 
   python -m bertjax.convert SRC DST [--to bertjax|huggingface] [--lowercase | --cased]
 
@@ -8,9 +8,9 @@ bert_model.ckpt.*), or a training workdir (checkpoints/). Every input this modul
 `ConvertError` naming the file and the tensor or field; the CLI prints it and exits with status 2.
 
 All readers go through one intermediate form, HF-named tensors in HF's orientation; the mapping
-to and from the bertjax tree lives in bertjax/param_names.py. Tensors are read with the
-safetensors numpy API, `torch.load(weights_only=True)` or `tf.train.load_checkpoint`: nothing
-is unpickled or executed.
+to and from the bertjax tree lives in bertjax/param_names.py. Google checkpoints are read only:
+there is no export to Google's TF format. Tensors are read with the safetensors numpy API,
+`torch.load(weights_only=True)` or `tf.train.load_checkpoint`: nothing is unpickled or executed.
 """
 
 from __future__ import annotations
