@@ -20,6 +20,7 @@ import glob
 import json
 import logging
 import os
+import re
 import sys
 from typing import Any
 
@@ -151,6 +152,19 @@ def _read_safetensors(path: str) -> dict[str, np.ndarray]:
     return out
 
 
+def _torch_load_reason(error: Exception) -> str:
+    """Why torch.load(weights_only=True) failed, without torch's advice to retry with
+    weights_only=False: that unpickles arbitrary objects, i.e. runs code from the file."""
+    text = str(error)
+    if "weights_only" not in text:
+        return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    blocked = re.search(r"unsupported global:? (?:GLOBAL )?([\w.]+)", text, re.IGNORECASE)
+    if blocked:  # e.g. posix.system: a pickle that would call Python code when loaded
+        return (f"it refers to the Python object {blocked.group(1)}; bertjax loads tensors only "
+                "and never unpickles other objects")
+    return "damaged, or holds data other than tensors; bertjax loads tensors only"
+
+
 def _read_torch_bin(path: str) -> dict[str, np.ndarray]:
     try:
         import torch  # pylint: disable=import-outside-toplevel
@@ -160,7 +174,8 @@ def _read_torch_bin(path: str) -> dict[str, np.ndarray]:
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as e:  # torch raises many types for a bad file.
-        raise ConvertError(f"{path}: not a readable PyTorch weights file ({e})") from None
+        raise ConvertError(f"{path}: not a readable PyTorch weights archive "
+                           f"({_torch_load_reason(e)})") from None
     if not isinstance(state, dict):
         raise ConvertError(f"{path}: expected a state dict, got {type(state).__name__}")
     return {k: v.detach().float().numpy() if v.is_floating_point() else v.numpy()

@@ -440,3 +440,25 @@ def test_cli_export_reports_what_it_wrote_not_the_dropped_task_heads(tmp_path, i
     assert line == (f"wrote huggingface model to {out} ({model_lib.count_params(params):,} "
                     f"parameters, heads: mlm, nsp)")
     assert set(json.load(open(out / "config.json"))["architectures"]) == {"BertForPreTraining"}
+
+
+def test_unreadable_pytorch_bin_never_suggests_unsafe_loading(tmp_path, hf_pretraining_dir):
+    """torch.load's own message says to retry with weights_only=False, which would run code from
+    the file; the error names the file and what is wrong instead."""
+    import argparse
+    garbage, foreign = tmp_path / "garbage", tmp_path / "foreign"
+    for d in (garbage, foreign):
+        d.mkdir()
+        (d / "config.json").write_text((hf_pretraining_dir / "config.json").read_text())
+    (garbage / "pytorch_model.bin").write_bytes(b"not a zip archive")
+    state = {"embeddings.word_embeddings.weight": torch.zeros(3, 2),
+             "note": argparse.Namespace(x=1)}  # a pickled object weights_only refuses
+    torch.save(state, str(foreign / "pytorch_model.bin"))
+    for d in (garbage, foreign):
+        with pytest.raises(convert.ConvertError) as e:
+            convert.load_any(str(d))
+        message = str(e.value)
+        assert message.startswith(f"{d / 'pytorch_model.bin'}: not a readable PyTorch weights "
+                                  "archive"), message
+        assert "weights_only" not in message and "arbitrary code" not in message, message
+    assert "argparse.Namespace" in message
