@@ -271,14 +271,58 @@ def to_huggingface(model_cfg: ml_collections.ConfigDict, params: Params,
 # Google TF checkpoints (google-research/bert)
 
 
+def _checkpoint_state_path(state_file: str) -> str | None:
+    """model_checkpoint_path from TF's `checkpoint` state file (protobuf text), or None.
+
+    The file reads e.g. `model_checkpoint_path: "model.ckpt-10000"` then all_model_checkpoint_paths
+    lines; it is parsed as text so that choosing the checkpoint needs no TensorFlow.
+    """
+    try:
+        with open(state_file, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConvertError(f"{state_file}: TF checkpoint state file is unreadable ({e})") from None
+    match = re.search(r'^\s*model_checkpoint_path:\s*"((?:[^"\\]|\\.)*)"', text, re.MULTILINE)
+    return re.sub(r"\\(.)", r"\1", match.group(1)) if match else None  # undo \" and \\ escapes
+
+
+def _step_of(prefix: str) -> tuple[str, int | None]:
+    """".../model.ckpt-10000" -> (".../model.ckpt", 10000); no "-N" suffix -> (prefix, None)."""
+    match = re.fullmatch(r"(.*)-(\d+)", prefix)
+    return (match.group(1), int(match.group(2))) if match else (prefix, None)
+
+
 def _google_checkpoint_prefix(directory: str) -> str:
+    """The checkpoint to read: the state file's model_checkpoint_path (what TF calls the latest),
+    else bert_model.ckpt (google-research/bert's releases), else the only *.ckpt* or the highest
+    step of one model.ckpt-N series; ConvertError naming the candidates when that is ambiguous."""
+    state_file = os.path.join(directory, "checkpoint")
+    named = _checkpoint_state_path(state_file) if os.path.isfile(state_file) else None
+    if named:
+        # Relative to the directory; TF1 writes absolute paths, which go stale when the run
+        # directory is copied or moved, so such a name is looked for in this directory first.
+        tries = ([os.path.join(directory, os.path.basename(named)), named]
+                 if os.path.isabs(named) else [os.path.join(directory, named)])
+        for prefix in tries:
+            if os.path.isfile(prefix + ".index"):
+                return prefix
+        raise ConvertError(f"{state_file}: names model_checkpoint_path {named!r}, but "
+                           f"{os.path.basename(named)}.index is missing from {directory}")
     prefix = os.path.join(directory, "bert_model.ckpt")
     if os.path.isfile(prefix + ".index"):
         return prefix
-    indexes = sorted(glob.glob(os.path.join(directory, "*.ckpt*.index")))
-    if not indexes:
+    candidates = sorted(p[: -len(".index")]
+                        for p in glob.glob(os.path.join(directory, "*.ckpt*.index")))
+    if not candidates:
         raise ConvertError(f"{prefix}.index: checkpoint file is missing")
-    return indexes[-1][: -len(".index")]
+    if len(candidates) == 1:
+        return candidates[0]
+    stems_steps = [_step_of(p) for p in candidates]
+    if len({stem for stem, _ in stems_steps}) == 1 and all(n is not None for _, n in stems_steps):
+        return max(candidates, key=lambda p: _step_of(p)[1])  # numerically: 10000 after 9000
+    raise ConvertError(f"{directory}: several checkpoints and no `checkpoint` state file naming "
+                       f"one: {', '.join(os.path.basename(p) for p in candidates)}; keep one, or "
+                       "write the state file")
 
 
 def from_google(directory: str, lowercase: bool | None = None) -> Loaded:

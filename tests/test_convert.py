@@ -462,3 +462,31 @@ def test_unreadable_pytorch_bin_never_suggests_unsafe_loading(tmp_path, hf_pretr
                                   "archive"), message
         assert "weights_only" not in message and "arbitrary code" not in message, message
     assert "argparse.Namespace" in message
+
+
+def test_google_run_directory_reads_the_latest_step(tmp_path):
+    """run_pretraining.py leaves model.ckpt-N for several N and TF's `checkpoint` state file:
+    step 10000 is newer than 9000 although it sorts before it as text."""
+    d = tmp_path / "pretraining_output"
+    d.mkdir()
+    for step in (9000, 10000, 500):
+        for suffix in (".index", ".data-00000-of-00001"):
+            (d / f"model.ckpt-{step}{suffix}").write_bytes(b"")
+    pick = lambda: os.path.basename(convert._google_checkpoint_prefix(str(d)))  # noqa: E731
+    assert pick() == "model.ckpt-10000"  # no state file: the highest step
+    state = d / "checkpoint"
+    state.write_text('model_checkpoint_path: "model.ckpt-9000"\n'
+                     'all_model_checkpoint_paths: "model.ckpt-500"\n'
+                     'all_model_checkpoint_paths: "model.ckpt-9000"\n')
+    assert pick() == "model.ckpt-9000"  # the state file names the one TF would restore
+    state.write_text('model_checkpoint_path: "/elsewhere/old/machine/model.ckpt-500"\n')
+    assert pick() == "model.ckpt-500"  # TF1's absolute path, from before the directory moved
+    state.write_text('model_checkpoint_path: "model.ckpt-7"\n')
+    with pytest.raises(convert.ConvertError, match=r"checkpoint: .*ckpt-7.*\.index is missing"):
+        pick()
+    state.unlink()
+    (d / "other.ckpt.index").write_bytes(b"")
+    with pytest.raises(convert.ConvertError,
+                       match="several checkpoints.*model.ckpt-10000, model.ckpt-500, "
+                             "model.ckpt-9000, other.ckpt"):
+        pick()
