@@ -205,13 +205,25 @@ def _read_hf_weights(directory: str) -> tuple[dict[str, np.ndarray], str]:
                        "pytorch_model.bin)")
 
 
-def _maybe_tokenizer(directory: str, lowercase: bool | None):
-    if not any(os.path.isfile(os.path.join(directory, n)) for n in ("vocab.txt", "tokenizer.json")):
+def _maybe_tokenizer(directory: str, lowercase: bool | None, cfg: ml_collections.ConfigDict,
+                     cfg_path: str):
+    """The tokenizer in `directory` (None if it has none), checked against the model's vocab_size
+    (read from cfg_path): an id without an embedding row would embed as NaN or garbage."""
+    if not tokenizer_lib.holds_tokenizer(directory):
         return None
     try:
-        return tokenizer_lib.load_tokenizer(directory, lowercase)
+        tok = tokenizer_lib.load_tokenizer(directory, lowercase)
     except tokenizer_lib.TokenizerError as e:
         raise ConvertError(str(e)) from None
+    needed = max(tok.get_vocab(with_added_tokens=True).values()) + 1  # ids 0 .. needed - 1
+    if needed > cfg.vocab_size:
+        vocab_file = next(os.path.join(directory, n) for n in ("tokenizer.json", "vocab.txt")
+                          if os.path.isfile(os.path.join(directory, n)))  # load_tokenizer's pick
+        raise ConvertError(
+            f"{vocab_file}: the tokenizer has {needed} tokens but {cfg_path} gives the model "
+            f"vocab_size={cfg.vocab_size}: token ids {cfg.vocab_size}..{needed - 1} have no "
+            "embedding row; is this the model's own tokenizer?")
+    return tok
 
 
 def _hf_model_config(cfg_path: str) -> ml_collections.ConfigDict:
@@ -224,7 +236,8 @@ def _hf_model_config(cfg_path: str) -> ml_collections.ConfigDict:
 
 def from_huggingface(directory: str, lowercase: bool | None = None) -> Loaded:
     """An HF BERT directory -> (model_cfg, canonical params, tokenizer or None)."""
-    cfg = _hf_model_config(os.path.join(directory, "config.json"))
+    cfg_path = os.path.join(directory, "config.json")
+    cfg = _hf_model_config(cfg_path)
     raw, where = _read_hf_weights(directory)
     tensors = {}
     for name, value in raw.items():
@@ -233,7 +246,7 @@ def from_huggingface(directory: str, lowercase: bool | None = None) -> Loaded:
             continue
         tensors[canonical] = value
     params = names.hf_tensors_to_params(cfg, tensors, where)
-    return cfg, params, _maybe_tokenizer(directory, lowercase)
+    return cfg, params, _maybe_tokenizer(directory, lowercase, cfg, cfg_path)
 
 
 def to_huggingface(model_cfg: ml_collections.ConfigDict, params: Params,
@@ -358,7 +371,7 @@ def from_google(directory: str, lowercase: bool | None = None) -> Loaded:
     for hf_name in names.expected_hf_shapes(cfg):  # Missing tensors are named as Google names them.
         sources.setdefault(hf_name, names.hf_to_google_name(hf_name))
     params = names.hf_tensors_to_params(cfg, tensors, prefix, sources)
-    return cfg, params, _maybe_tokenizer(directory, lowercase)
+    return cfg, params, _maybe_tokenizer(directory, lowercase, cfg, cfg_path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -433,7 +446,8 @@ def _load_bertjax(directory: str, lowercase: bool | None):
     names.check_params(cfg, params, params_dir)
     if lowercase is None:
         lowercase = (meta.get("tokenizer") or {}).get("lowercase")
-    return cfg, params, _maybe_tokenizer(directory, lowercase), meta.get("extra") or {}
+    tok = _maybe_tokenizer(directory, lowercase, cfg, os.path.join(directory, "bertjax.json"))
+    return cfg, params, tok, meta.get("extra") or {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -506,7 +520,8 @@ def load_any(path: str, lowercase: bool | None = None, *, with_extra: bool = Fal
         except Exception as e:  # The workdir reader's own errors, re-labelled with the path.
             raise ConvertError(f"{path}: cannot restore the training checkpoint ({e})") from None
         params = jax.tree.map(np.asarray, model_lib.canonical_params(params))
-        tok = _maybe_tokenizer(tokenizer_dir, lowercase) if tokenizer_dir else None
+        tok = (_maybe_tokenizer(tokenizer_dir, lowercase, cfg, os.path.join(path, "config.json"))
+               if tokenizer_dir else None)
     return (cfg, params, tok, extra) if with_extra else (cfg, params, tok)
 
 

@@ -490,3 +490,27 @@ def test_google_run_directory_reads_the_latest_step(tmp_path):
                        match="several checkpoints.*model.ckpt-10000, model.ckpt-500, "
                              "model.ckpt-9000, other.ckpt"):
         pick()
+
+
+def test_tokenizer_larger_than_the_vocab_size_is_refused_at_load(tmp_path, tiny_tokenizer_dir):
+    """A vocab.txt of 101 tokens next to a model of vocab_size 40: ids 40..100 have no embedding
+    row, and embedding them gave NaN vectors, silently, at embed time."""
+    from bertjax import pretrained
+    d = tmp_path / "mismatched"
+    small = transformers.BertModel(transformers.BertConfig(**{**TINY_HF, "vocab_size": 40}))
+    small.save_pretrained(str(d))
+    (d / "vocab.txt").write_text((tiny_tokenizer_dir / "vocab.txt").read_text())
+    expected = (rf"{d / 'vocab.txt'}: the tokenizer has 101 tokens but {d / 'config.json'} "
+                r"gives the model vocab_size=40")
+    for load in (convert.load_any, pretrained.load):
+        with pytest.raises(convert.ConvertError, match=expected):
+            load(str(d))
+    # A bertjax directory is checked the same way, against its bertjax.json.
+    (d / "vocab.txt").unlink()
+    cfg, params, tok = convert.load_any(str(d))
+    assert tok is None
+    convert.save_bertjax(cfg, params, None, str(tmp_path / "bj"))
+    (tmp_path / "bj" / "vocab.txt").write_text((tiny_tokenizer_dir / "vocab.txt").read_text())
+    with pytest.raises(convert.ConvertError,
+                       match=rf"vocab.txt: the tokenizer has 101 tokens but .*bertjax.json gives"):
+        convert.load_any(str(tmp_path / "bj"))
