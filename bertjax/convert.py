@@ -11,6 +11,13 @@ All readers go through one intermediate form, HF-named tensors in HF's orientati
 to and from the bertjax tree lives in bertjax/param_names.py. Google checkpoints are read only:
 there is no export to Google's TF format. Tensors are read with the safetensors numpy API,
 `torch.load(weights_only=True)` or `tf.train.load_checkpoint`: nothing is unpickled or executed.
+
+A checkpoint saved without a pooler (transformers' BertForMaskedLM, BertForTokenClassification,
+BertForQuestionAnswering) is imported with a fresh one, initialised as bertjax initialises a new
+model (as transformers does when it loads such a checkpoint into a class that has a pooler), with
+a warning; the model's `extra` records it as {"untrained": ["bert/pooler"]}, which a bertjax
+directory keeps. Fine-tuning trains that pooler like any fresh head; `pretrained.embed` refuses
+pooling="pooler" on it, and export to Hugging Face leaves it out rather than pass it off as trained.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import logging
 import os
 import re
 import sys
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import ml_collections
@@ -52,6 +59,8 @@ OPTIONAL_FIELDS = {"hidden_dropout_prob": "dropout_rate",
                    "attention_probs_dropout_prob": "attention_dropout_rate",
                    "layer_norm_eps": "layer_norm_eps", "initializer_range": "initializer_range"}
 IGNORED_SUFFIXES = ("adam_m", "adam_v", "global_step", "position_ids", "Adam", "Adam_1")
+UNTRAINED = "untrained"  # extra's key: parameter subtrees initialised at import, never trained
+POOLER_TENSORS = ("pooler.dense.weight", "pooler.dense.bias")
 ConvertError = names.ConvertError
 
 
@@ -234,8 +243,35 @@ def _hf_model_config(cfg_path: str) -> ml_collections.ConfigDict:
     return _model_config(raw_cfg, cfg_path, HF_TO_OURS_ACT)
 
 
+def _add_fresh_pooler(cfg: ml_collections.ConfigDict, tensors: dict[str, np.ndarray], where: str,
+                      sources: dict[str, str] | None = None) -> list[str]:
+    """Gives a checkpoint saved without a pooler (BertForMaskedLM, ...) a fresh one, in place.
+
+    Returns the untrained subtrees: ["bert/pooler"], or [] when the checkpoint has a pooler (or
+    half of one, which hf_tensors_to_params reports as missing: that file is damaged).
+    """
+    if any(name in tensors for name in POOLER_TENSORS):
+        return []
+    d = cfg.hidden_size
+    init = jax.nn.initializers.truncated_normal(cfg.initializer_range)  # model.BertModel's pooler
+    kernel = np.asarray(init(jax.random.key(0), (d, d), np.float32))  # [in, out]
+    tensors["pooler.dense.weight"] = kernel.T  # HF's Linear orientation, [out, in]
+    tensors["pooler.dense.bias"] = np.zeros((d,), np.float32)
+    missing = ", ".join((sources or {}).get(n, n) for n in POOLER_TENSORS)
+    logging.warning("%s: no pooler (%s are missing, as in a BertForMaskedLM checkpoint): "
+                    "initialised a fresh, untrained one; pretrained.embed refuses "
+                    "pooling='pooler' on this model and export to Hugging Face leaves it out",
+                    where, missing)
+    return ["bert/pooler"]
+
+
 def from_huggingface(directory: str, lowercase: bool | None = None) -> Loaded:
     """An HF BERT directory -> (model_cfg, canonical params, tokenizer or None)."""
+    return _huggingface(directory, lowercase)[:3]
+
+
+def _huggingface(directory: str, lowercase: bool | None):
+    """from_huggingface + the extra dict ({"untrained": [...]} for a fresh pooler)."""
     cfg_path = os.path.join(directory, "config.json")
     cfg = _hf_model_config(cfg_path)
     raw, where = _read_hf_weights(directory)
@@ -245,16 +281,21 @@ def from_huggingface(directory: str, lowercase: bool | None = None) -> Loaded:
         if canonical.endswith("position_ids"):
             continue
         tensors[canonical] = value
+    untrained = _add_fresh_pooler(cfg, tensors, where)
     params = names.hf_tensors_to_params(cfg, tensors, where)
-    return cfg, params, _maybe_tokenizer(directory, lowercase, cfg, cfg_path)
+    tok = _maybe_tokenizer(directory, lowercase, cfg, cfg_path)
+    return cfg, params, tok, {UNTRAINED: untrained} if untrained else {}
 
 
 def to_huggingface(model_cfg: ml_collections.ConfigDict, params: Params,
-                   tokenizer: tokenizers.Tokenizer | None, out_dir: str) -> Params:
+                   tokenizer: tokenizers.Tokenizer | None, out_dir: str,
+                   untrained: Sequence[str] = ()) -> Params:
     """Writes config.json + model.safetensors (+ tokenizer files) that transformers loads.
 
     Returns the params exported: the encoder and the pretraining heads (task heads, which
-    transformers' BERT classes do not share, are left out with a warning)."""
+    transformers' BERT classes do not share, are left out with a warning). untrained: the
+    model's extra["untrained"]; a pooler named there (initialised at import) is left out too, so
+    that transformers initialises it afresh as it would have, not load it as a trained one."""
     from safetensors.numpy import save_file  # pylint: disable=import-outside-toplevel
     params = model_lib.canonical_params(params)
     extra = sorted(set(params) - {"bert", "mlm", "nsp"})
@@ -269,6 +310,11 @@ def to_huggingface(model_cfg: ml_collections.ConfigDict, params: Params,
         pad_id = tokenizer.token_to_id("[PAD]")
     hf_cfg = _hf_config(model_cfg, architecture, pad_id)
     tensors = names.params_to_hf_tensors(model_cfg, params)
+    if "bert/pooler" in untrained:
+        logging.warning("to_huggingface: not exporting bert/pooler: it was initialised at import, "
+                        "never trained")
+        tensors = {k: v for k, v in tensors.items() if k not in POOLER_TENSORS}
+        params = {**params, "bert": {k: v for k, v in params["bert"].items() if k != "pooler"}}
     if heads:  # A headed model's base lives under "bert.", the heads under "cls.".
         tensors = {(k if k.startswith("cls.") else "bert." + k): v for k, v in tensors.items()}
     _make_output_dir(out_dir)
@@ -340,6 +386,11 @@ def _google_checkpoint_prefix(directory: str) -> str:
 
 def from_google(directory: str, lowercase: bool | None = None) -> Loaded:
     """A google-research/bert directory -> (model_cfg, canonical params, tokenizer or None)."""
+    return _google(directory, lowercase)[:3]
+
+
+def _google(directory: str, lowercase: bool | None):
+    """from_google + the extra dict ({"untrained": [...]} for a fresh pooler)."""
     cfg_path = os.path.join(directory, "bert_config.json")
     cfg = _model_config(_read_json(cfg_path), cfg_path, GOOGLE_TO_OURS_ACT)
     prefix = _google_checkpoint_prefix(directory)
@@ -370,8 +421,10 @@ def from_google(directory: str, lowercase: bool | None = None) -> Loaded:
         sources[hf_name] = name
     for hf_name in names.expected_hf_shapes(cfg):  # Missing tensors are named as Google names them.
         sources.setdefault(hf_name, names.hf_to_google_name(hf_name))
+    untrained = _add_fresh_pooler(cfg, tensors, prefix, sources)
     params = names.hf_tensors_to_params(cfg, tensors, prefix, sources)
-    return cfg, params, _maybe_tokenizer(directory, lowercase, cfg, cfg_path)
+    tok = _maybe_tokenizer(directory, lowercase, cfg, cfg_path)
+    return cfg, params, tok, {UNTRAINED: untrained} if untrained else {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -506,9 +559,9 @@ def load_any(path: str, lowercase: bool | None = None, *, with_extra: bool = Fal
     if kind == "bertjax":
         cfg, params, tok, extra = _load_bertjax(path, lowercase)
     elif kind == "huggingface":
-        cfg, params, tok = from_huggingface(path, lowercase)
+        cfg, params, tok, extra = _huggingface(path, lowercase)
     elif kind == "google":
-        cfg, params, tok = from_google(path, lowercase)
+        cfg, params, tok, extra = _google(path, lowercase)
     else:
         from bertjax import checkpoint  # pylint: disable=import-outside-toplevel
         try:
@@ -545,7 +598,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.to == "bertjax":
             save_bertjax(cfg, params, tok, args.dst, extra)
         else:
-            params = to_huggingface(cfg, params, tok, args.dst)  # without the task heads
+            # without the task heads, or a pooler that was never trained
+            params = to_huggingface(cfg, params, tok, args.dst, extra.get(UNTRAINED, ()))
     except ConvertError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -91,7 +91,8 @@ class Pretrained:
 
     config: the model ConfigDict; params: canonical (unscanned) parameter tree, with the heads the
     checkpoint had; tokenizer: its tokenizer (None if the checkpoint shipped none); extra: what
-    the checkpoint recorded besides (e.g. a task's labels).
+    the checkpoint recorded besides (e.g. a task's labels; "untrained": subtrees such as
+    "bert/pooler" that the import initialised because the checkpoint had none).
     """
     config: ml_collections.ConfigDict
     params: dict
@@ -187,11 +188,17 @@ class Pretrained:
         A pair is one input, [CLS] A [SEP] B [SEP] with token type 1 on "B [SEP]" (as transformers
         encodes it), e.g. a question and a passage.
         pooling: "mean" / "max" over the real tokens (with [CLS] and [SEP]), "cls" the final
-        hidden state of [CLS], "pooler" BERT's tanh pooler on it. normalize: unit L2 rows.
+        hidden state of [CLS], "pooler" BERT's tanh pooler on it (refused for a checkpoint saved
+        without a pooler, e.g. by BertForMaskedLM). normalize: unit L2 rows.
         max_length: tokens per text or pair after truncation (default max_position_embeddings).
         """
         if pooling not in POOLINGS:
             raise ValueError(f"pooling={pooling!r} is not one of {POOLINGS}")
+        if pooling == "pooler" and "bert/pooler" in self.extra.get(convert.UNTRAINED, ()):
+            raise ValueError(
+                "pooling='pooler': this checkpoint was saved without a pooler (e.g. by "
+                "transformers' BertForMaskedLM), so its pooler was initialised at import and "
+                "never trained: its vectors would be meaningless; use pooling='cls' or 'mean'")
         limit = self._max_length(max_length)
         encodings = self._encode(texts, limit)
         out = np.zeros((len(encodings), self.config.hidden_size), np.float32)

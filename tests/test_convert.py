@@ -514,3 +514,64 @@ def test_tokenizer_larger_than_the_vocab_size_is_refused_at_load(tmp_path, tiny_
     with pytest.raises(convert.ConvertError,
                        match=rf"vocab.txt: the tokenizer has 101 tokens but .*bertjax.json gives"):
         convert.load_any(str(tmp_path / "bj"))
+
+
+def _save_without_pooler(directory, head_class, tokenizer_dir, seed):
+    torch.manual_seed(seed)
+    model = randomize(head_class(transformers.BertConfig(**TINY_HF)), seed=seed + 1)
+    model.save_pretrained(str(directory))
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json"):
+        (directory / name).write_bytes((tokenizer_dir / name).read_bytes())
+    assert not any("pooler" in k for k in load_file(str(directory / "model.safetensors")))
+    return model
+
+
+def test_checkpoint_saved_without_a_pooler_gets_a_fresh_untrained_one(tmp_path, caplog,
+                                                                      tiny_tokenizer_dir):
+    """transformers' BertForMaskedLM (and the token-classification and QA classes) save no
+    pooler.dense.*: the import initialises one as bertjax would, says so, and records it as
+    untrained, so that embed refuses pooling="pooler" and export to HF leaves it out."""
+    import logging
+    from bertjax import pretrained
+    for head_class in (transformers.BertForTokenClassification,
+                       transformers.BertForQuestionAnswering):
+        d = tmp_path / head_class.__name__
+        _save_without_pooler(d, head_class, tiny_tokenizer_dir, seed=3)
+        assert convert.load_any(str(d), with_extra=True)[3] == {"untrained": ["bert/pooler"]}
+
+    d = tmp_path / "mlm"
+    mlm = _save_without_pooler(d, transformers.BertForMaskedLM, tiny_tokenizer_dir, seed=7)
+    with caplog.at_level(logging.WARNING):
+        cfg, params, _, extra = convert.load_any(str(d), with_extra=True)
+    assert "pooler.dense.weight, pooler.dense.bias are missing" in caplog.text
+    assert extra == {"untrained": ["bert/pooler"]} and set(params) == {"bert", "mlm"}
+    pooler = params["bert"]["pooler"]
+    assert pooler["kernel"].shape == (30, 30) and not np.any(pooler["bias"])
+    assert 0.7 < np.std(pooler["kernel"]) / cfg.initializer_range < 1.3  # bertjax's own init
+    # Everything else is the checkpoint's: hidden states and MLM logits are transformers'.
+    ids, types_, mask, positions = _batch(TINY_HF["vocab_size"])
+    ref = _hf_forward(mlm, ids, types_, mask)
+    nsp = {"kernel": np.zeros((30, 2), np.float32), "bias": np.zeros((2,), np.float32)}
+    ours = _ours_forward(cfg, {**params, "nsp": nsp}, ids, types_, mask, positions)
+    keep = mask.astype(bool)
+    for a, b in zip(ours["hidden_states"], ref.hidden_states):
+        assert _rel(np.asarray(a)[keep], b.numpy()[keep]) < 1e-4
+    mlm_ref = np.take_along_axis(ref.logits.numpy(), positions[..., None], axis=1)
+    assert _rel(ours["mlm_logits"], mlm_ref) < 1e-4
+
+    # embed: the pooler is refused, naming what to use instead; a bertjax copy remembers.
+    bert = pretrained.load(str(d))
+    bert.save(str(tmp_path / "bj"))
+    for model in (bert, pretrained.load(str(tmp_path / "bj"))):
+        with pytest.raises(ValueError, match="saved without a pooler.*use pooling='cls' or 'mean'"):
+            model.embed(["the quick fox"], pooling="pooler")
+        assert np.all(np.isfinite(model.embed(["the quick fox"], pooling="cls")))
+
+    # Export: no invented pooler; transformers loads the masked LM as it was.
+    assert convert.main([str(tmp_path / "bj"), str(tmp_path / "hf"), "--to", "huggingface"]) == 0
+    assert not any("pooler" in k for k in load_file(str(tmp_path / "hf" / "model.safetensors")))
+    again, info = transformers.BertForMaskedLM.from_pretrained(str(tmp_path / "hf"),
+                                                               output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    np.testing.assert_array_equal(_hf_forward(again.eval(), ids, types_, mask).logits.numpy(),
+                                  ref.logits.numpy())
