@@ -1,4 +1,4 @@
-"""Hugging Face / Google TF BERT weights <-> bertjax, and the bertjax model directory.
+"""Hugging Face / Google TF BERT weights -> bertjax -> Hugging Face; the bertjax model directory.
 
   python -m bertjax.convert SRC DST [--to bertjax|huggingface] [--lowercase | --cased]
 
@@ -8,9 +8,16 @@ bert_model.ckpt.*), or a training workdir (checkpoints/). Every input this modul
 `ConvertError` naming the file and the tensor or field; the CLI prints it and exits with status 2.
 
 All readers go through one intermediate form, HF-named tensors in HF's orientation; the mapping
-to and from the bertjax tree lives in bertjax/param_names.py. Tensors are read with the
-safetensors numpy API, `torch.load(weights_only=True)` or `tf.train.load_checkpoint`: nothing
-is unpickled or executed.
+to and from the bertjax tree lives in bertjax/param_names.py. Google checkpoints are read only:
+there is no export to Google's TF format. Tensors are read with the safetensors numpy API,
+`torch.load(weights_only=True)` or `tf.train.load_checkpoint`: nothing is unpickled or executed.
+
+A checkpoint saved without a pooler (transformers' BertForMaskedLM, BertForTokenClassification,
+BertForQuestionAnswering) is imported with a fresh one, initialised as bertjax initialises a new
+model (as transformers does when it loads such a checkpoint into a class that has a pooler), with
+a warning; the model's `extra` records it as {"untrained": ["bert/pooler"]}, which a bertjax
+directory keeps. Fine-tuning trains that pooler like any fresh head; `pretrained.embed` refuses
+pooling="pooler" on it, and export to Hugging Face leaves it out rather than pass it off as trained.
 """
 
 from __future__ import annotations
@@ -20,8 +27,9 @@ import glob
 import json
 import logging
 import os
+import re
 import sys
-from typing import Any
+from typing import Any, Sequence
 
 import jax
 import ml_collections
@@ -51,6 +59,8 @@ OPTIONAL_FIELDS = {"hidden_dropout_prob": "dropout_rate",
                    "attention_probs_dropout_prob": "attention_dropout_rate",
                    "layer_norm_eps": "layer_norm_eps", "initializer_range": "initializer_range"}
 IGNORED_SUFFIXES = ("adam_m", "adam_v", "global_step", "position_ids", "Adam", "Adam_1")
+UNTRAINED = "untrained"  # extra's key: parameter subtrees initialised at import, never trained
+POOLER_TENSORS = ("pooler.dense.weight", "pooler.dense.bias")
 ConvertError = names.ConvertError
 
 
@@ -151,6 +161,19 @@ def _read_safetensors(path: str) -> dict[str, np.ndarray]:
     return out
 
 
+def _torch_load_reason(error: Exception) -> str:
+    """Why torch.load(weights_only=True) failed, without torch's advice to retry with
+    weights_only=False: that unpickles arbitrary objects, i.e. runs code from the file."""
+    text = str(error)
+    if "weights_only" not in text:
+        return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    blocked = re.search(r"unsupported global:? (?:GLOBAL )?([\w.]+)", text, re.IGNORECASE)
+    if blocked:  # e.g. posix.system: a pickle that would call Python code when loaded
+        return (f"it refers to the Python object {blocked.group(1)}; bertjax loads tensors only "
+                "and never unpickles other objects")
+    return "damaged, or holds data other than tensors; bertjax loads tensors only"
+
+
 def _read_torch_bin(path: str) -> dict[str, np.ndarray]:
     try:
         import torch  # pylint: disable=import-outside-toplevel
@@ -160,7 +183,8 @@ def _read_torch_bin(path: str) -> dict[str, np.ndarray]:
     try:
         state = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as e:  # torch raises many types for a bad file.
-        raise ConvertError(f"{path}: not a readable PyTorch weights file ({e})") from None
+        raise ConvertError(f"{path}: not a readable PyTorch weights archive "
+                           f"({_torch_load_reason(e)})") from None
     if not isinstance(state, dict):
         raise ConvertError(f"{path}: expected a state dict, got {type(state).__name__}")
     return {k: v.detach().float().numpy() if v.is_floating_point() else v.numpy()
@@ -190,13 +214,25 @@ def _read_hf_weights(directory: str) -> tuple[dict[str, np.ndarray], str]:
                        "pytorch_model.bin)")
 
 
-def _maybe_tokenizer(directory: str, lowercase: bool | None):
-    if not any(os.path.isfile(os.path.join(directory, n)) for n in ("vocab.txt", "tokenizer.json")):
+def _maybe_tokenizer(directory: str, lowercase: bool | None, cfg: ml_collections.ConfigDict,
+                     cfg_path: str):
+    """The tokenizer in `directory` (None if it has none), checked against the model's vocab_size
+    (read from cfg_path): an id without an embedding row would embed as NaN or garbage."""
+    if not tokenizer_lib.holds_tokenizer(directory):
         return None
     try:
-        return tokenizer_lib.load_tokenizer(directory, lowercase)
+        tok = tokenizer_lib.load_tokenizer(directory, lowercase)
     except tokenizer_lib.TokenizerError as e:
         raise ConvertError(str(e)) from None
+    needed = max(tok.get_vocab(with_added_tokens=True).values()) + 1  # ids 0 .. needed - 1
+    if needed > cfg.vocab_size:
+        vocab_file = next(os.path.join(directory, n) for n in ("tokenizer.json", "vocab.txt")
+                          if os.path.isfile(os.path.join(directory, n)))  # load_tokenizer's pick
+        raise ConvertError(
+            f"{vocab_file}: the tokenizer has {needed} tokens but {cfg_path} gives the model "
+            f"vocab_size={cfg.vocab_size}: token ids {cfg.vocab_size}..{needed - 1} have no "
+            "embedding row; is this the model's own tokenizer?")
+    return tok
 
 
 def _hf_model_config(cfg_path: str) -> ml_collections.ConfigDict:
@@ -207,9 +243,37 @@ def _hf_model_config(cfg_path: str) -> ml_collections.ConfigDict:
     return _model_config(raw_cfg, cfg_path, HF_TO_OURS_ACT)
 
 
+def _add_fresh_pooler(cfg: ml_collections.ConfigDict, tensors: dict[str, np.ndarray], where: str,
+                      sources: dict[str, str] | None = None) -> list[str]:
+    """Gives a checkpoint saved without a pooler (BertForMaskedLM, ...) a fresh one, in place.
+
+    Returns the untrained subtrees: ["bert/pooler"], or [] when the checkpoint has a pooler (or
+    half of one, which hf_tensors_to_params reports as missing: that file is damaged).
+    """
+    if any(name in tensors for name in POOLER_TENSORS):
+        return []
+    d = cfg.hidden_size
+    init = jax.nn.initializers.truncated_normal(cfg.initializer_range)  # model.BertModel's pooler
+    kernel = np.asarray(init(jax.random.key(0), (d, d), np.float32))  # [in, out]
+    tensors["pooler.dense.weight"] = kernel.T  # HF's Linear orientation, [out, in]
+    tensors["pooler.dense.bias"] = np.zeros((d,), np.float32)
+    missing = ", ".join((sources or {}).get(n, n) for n in POOLER_TENSORS)
+    logging.warning("%s: no pooler (%s are missing, as in a BertForMaskedLM checkpoint): "
+                    "initialised a fresh, untrained one; pretrained.embed refuses "
+                    "pooling='pooler' on this model and export to Hugging Face leaves it out",
+                    where, missing)
+    return ["bert/pooler"]
+
+
 def from_huggingface(directory: str, lowercase: bool | None = None) -> Loaded:
     """An HF BERT directory -> (model_cfg, canonical params, tokenizer or None)."""
-    cfg = _hf_model_config(os.path.join(directory, "config.json"))
+    return _huggingface(directory, lowercase)[:3]
+
+
+def _huggingface(directory: str, lowercase: bool | None):
+    """from_huggingface + the extra dict ({"untrained": [...]} for a fresh pooler)."""
+    cfg_path = os.path.join(directory, "config.json")
+    cfg = _hf_model_config(cfg_path)
     raw, where = _read_hf_weights(directory)
     tensors = {}
     for name, value in raw.items():
@@ -217,16 +281,21 @@ def from_huggingface(directory: str, lowercase: bool | None = None) -> Loaded:
         if canonical.endswith("position_ids"):
             continue
         tensors[canonical] = value
+    untrained = _add_fresh_pooler(cfg, tensors, where)
     params = names.hf_tensors_to_params(cfg, tensors, where)
-    return cfg, params, _maybe_tokenizer(directory, lowercase)
+    tok = _maybe_tokenizer(directory, lowercase, cfg, cfg_path)
+    return cfg, params, tok, {UNTRAINED: untrained} if untrained else {}
 
 
 def to_huggingface(model_cfg: ml_collections.ConfigDict, params: Params,
-                   tokenizer: tokenizers.Tokenizer | None, out_dir: str) -> Params:
+                   tokenizer: tokenizers.Tokenizer | None, out_dir: str,
+                   untrained: Sequence[str] = ()) -> Params:
     """Writes config.json + model.safetensors (+ tokenizer files) that transformers loads.
 
     Returns the params exported: the encoder and the pretraining heads (task heads, which
-    transformers' BERT classes do not share, are left out with a warning)."""
+    transformers' BERT classes do not share, are left out with a warning). untrained: the
+    model's extra["untrained"]; a pooler named there (initialised at import) is left out too, so
+    that transformers initialises it afresh as it would have, not load it as a trained one."""
     from safetensors.numpy import save_file  # pylint: disable=import-outside-toplevel
     params = model_lib.canonical_params(params)
     extra = sorted(set(params) - {"bert", "mlm", "nsp"})
@@ -241,6 +310,11 @@ def to_huggingface(model_cfg: ml_collections.ConfigDict, params: Params,
         pad_id = tokenizer.token_to_id("[PAD]")
     hf_cfg = _hf_config(model_cfg, architecture, pad_id)
     tensors = names.params_to_hf_tensors(model_cfg, params)
+    if "bert/pooler" in untrained:
+        logging.warning("to_huggingface: not exporting bert/pooler: it was initialised at import, "
+                        "never trained")
+        tensors = {k: v for k, v in tensors.items() if k not in POOLER_TENSORS}
+        params = {**params, "bert": {k: v for k, v in params["bert"].items() if k != "pooler"}}
     if heads:  # A headed model's base lives under "bert.", the heads under "cls.".
         tensors = {(k if k.startswith("cls.") else "bert." + k): v for k, v in tensors.items()}
     _make_output_dir(out_dir)
@@ -256,18 +330,67 @@ def to_huggingface(model_cfg: ml_collections.ConfigDict, params: Params,
 # Google TF checkpoints (google-research/bert)
 
 
+def _checkpoint_state_path(state_file: str) -> str | None:
+    """model_checkpoint_path from TF's `checkpoint` state file (protobuf text), or None.
+
+    The file reads e.g. `model_checkpoint_path: "model.ckpt-10000"` then all_model_checkpoint_paths
+    lines; it is parsed as text so that choosing the checkpoint needs no TensorFlow.
+    """
+    try:
+        with open(state_file, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConvertError(f"{state_file}: TF checkpoint state file is unreadable ({e})") from None
+    match = re.search(r'^\s*model_checkpoint_path:\s*"((?:[^"\\]|\\.)*)"', text, re.MULTILINE)
+    return re.sub(r"\\(.)", r"\1", match.group(1)) if match else None  # undo \" and \\ escapes
+
+
+def _step_of(prefix: str) -> tuple[str, int | None]:
+    """".../model.ckpt-10000" -> (".../model.ckpt", 10000); no "-N" suffix -> (prefix, None)."""
+    match = re.fullmatch(r"(.*)-(\d+)", prefix)
+    return (match.group(1), int(match.group(2))) if match else (prefix, None)
+
+
 def _google_checkpoint_prefix(directory: str) -> str:
+    """The checkpoint to read: the state file's model_checkpoint_path (what TF calls the latest),
+    else bert_model.ckpt (google-research/bert's releases), else the only *.ckpt* or the highest
+    step of one model.ckpt-N series; ConvertError naming the candidates when that is ambiguous."""
+    state_file = os.path.join(directory, "checkpoint")
+    named = _checkpoint_state_path(state_file) if os.path.isfile(state_file) else None
+    if named:
+        # Relative to the directory; TF1 writes absolute paths, which go stale when the run
+        # directory is copied or moved, so such a name is looked for in this directory first.
+        tries = ([os.path.join(directory, os.path.basename(named)), named]
+                 if os.path.isabs(named) else [os.path.join(directory, named)])
+        for prefix in tries:
+            if os.path.isfile(prefix + ".index"):
+                return prefix
+        raise ConvertError(f"{state_file}: names model_checkpoint_path {named!r}, but "
+                           f"{os.path.basename(named)}.index is missing from {directory}")
     prefix = os.path.join(directory, "bert_model.ckpt")
     if os.path.isfile(prefix + ".index"):
         return prefix
-    indexes = sorted(glob.glob(os.path.join(directory, "*.ckpt*.index")))
-    if not indexes:
+    candidates = sorted(p[: -len(".index")]
+                        for p in glob.glob(os.path.join(directory, "*.ckpt*.index")))
+    if not candidates:
         raise ConvertError(f"{prefix}.index: checkpoint file is missing")
-    return indexes[-1][: -len(".index")]
+    if len(candidates) == 1:
+        return candidates[0]
+    stems_steps = [_step_of(p) for p in candidates]
+    if len({stem for stem, _ in stems_steps}) == 1 and all(n is not None for _, n in stems_steps):
+        return max(candidates, key=lambda p: _step_of(p)[1])  # numerically: 10000 after 9000
+    raise ConvertError(f"{directory}: several checkpoints and no `checkpoint` state file naming "
+                       f"one: {', '.join(os.path.basename(p) for p in candidates)}; keep one, or "
+                       "write the state file")
 
 
 def from_google(directory: str, lowercase: bool | None = None) -> Loaded:
     """A google-research/bert directory -> (model_cfg, canonical params, tokenizer or None)."""
+    return _google(directory, lowercase)[:3]
+
+
+def _google(directory: str, lowercase: bool | None):
+    """from_google + the extra dict ({"untrained": [...]} for a fresh pooler)."""
     cfg_path = os.path.join(directory, "bert_config.json")
     cfg = _model_config(_read_json(cfg_path), cfg_path, GOOGLE_TO_OURS_ACT)
     prefix = _google_checkpoint_prefix(directory)
@@ -298,8 +421,10 @@ def from_google(directory: str, lowercase: bool | None = None) -> Loaded:
         sources[hf_name] = name
     for hf_name in names.expected_hf_shapes(cfg):  # Missing tensors are named as Google names them.
         sources.setdefault(hf_name, names.hf_to_google_name(hf_name))
+    untrained = _add_fresh_pooler(cfg, tensors, prefix, sources)
     params = names.hf_tensors_to_params(cfg, tensors, prefix, sources)
-    return cfg, params, _maybe_tokenizer(directory, lowercase)
+    tok = _maybe_tokenizer(directory, lowercase, cfg, cfg_path)
+    return cfg, params, tok, {UNTRAINED: untrained} if untrained else {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -374,7 +499,8 @@ def _load_bertjax(directory: str, lowercase: bool | None):
     names.check_params(cfg, params, params_dir)
     if lowercase is None:
         lowercase = (meta.get("tokenizer") or {}).get("lowercase")
-    return cfg, params, _maybe_tokenizer(directory, lowercase), meta.get("extra") or {}
+    tok = _maybe_tokenizer(directory, lowercase, cfg, os.path.join(directory, "bertjax.json"))
+    return cfg, params, tok, meta.get("extra") or {}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -433,9 +559,9 @@ def load_any(path: str, lowercase: bool | None = None, *, with_extra: bool = Fal
     if kind == "bertjax":
         cfg, params, tok, extra = _load_bertjax(path, lowercase)
     elif kind == "huggingface":
-        cfg, params, tok = from_huggingface(path, lowercase)
+        cfg, params, tok, extra = _huggingface(path, lowercase)
     elif kind == "google":
-        cfg, params, tok = from_google(path, lowercase)
+        cfg, params, tok, extra = _google(path, lowercase)
     else:
         from bertjax import checkpoint  # pylint: disable=import-outside-toplevel
         try:
@@ -447,7 +573,8 @@ def load_any(path: str, lowercase: bool | None = None, *, with_extra: bool = Fal
         except Exception as e:  # The workdir reader's own errors, re-labelled with the path.
             raise ConvertError(f"{path}: cannot restore the training checkpoint ({e})") from None
         params = jax.tree.map(np.asarray, model_lib.canonical_params(params))
-        tok = _maybe_tokenizer(tokenizer_dir, lowercase) if tokenizer_dir else None
+        tok = (_maybe_tokenizer(tokenizer_dir, lowercase, cfg, os.path.join(path, "config.json"))
+               if tokenizer_dir else None)
     return (cfg, params, tok, extra) if with_extra else (cfg, params, tok)
 
 
@@ -471,7 +598,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.to == "bertjax":
             save_bertjax(cfg, params, tok, args.dst, extra)
         else:
-            params = to_huggingface(cfg, params, tok, args.dst)  # without the task heads
+            # without the task heads, or a pooler that was never trained
+            params = to_huggingface(cfg, params, tok, args.dst, extra.get(UNTRAINED, ()))
     except ConvertError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -3,10 +3,13 @@
     from bertjax import pretrained
     bert = pretrained.load("path/to/model")         # bertjax, Hugging Face, Google TF, or a workdir
     vectors = bert.embed(["a sentence", "another"])  # [2, D] float32, unit rows
+    pairs = bert.embed([("a question?", "a passage.")])  # a sentence pair: [CLS] A [SEP] B [SEP]
 
 `embed` tokenizes, truncates to `max_length`, pads each batch to one of a few bucketed shapes
 (powers of two) so that jit compiles once per bucket rather than once per batch, and pools over
-the real tokens only (padding never changes a text's vector).
+the real tokens only (padding never changes a text's vector). A text is a string or a
+(text, text_pair) tuple, encoded as BERT and transformers encode pairs: token type 1 on "B [SEP]",
+and truncation cuts the longer of the two first.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from bertjax import convert
 from bertjax import model as model_lib
 
 POOLINGS = ("mean", "cls", "max", "pooler")
+Text = str | tuple[str, str]  # one text, or a (text, text_pair) sentence pair
 MIN_LENGTH = 16  # Shortest padded length and fewest padded rows: small batches share one
 MIN_ROWS = 8  # compiled shape, and cost next to nothing.
 
@@ -58,6 +62,20 @@ def _sequence(module: model_lib.BertModel, params, ids, type_ids, mask):
         jnp.float32)
 
 
+def _check_texts(texts: Sequence[Text]) -> list[Text]:
+    """texts as a list, each a str or a (str, str) pair; TypeError naming the first that is not."""
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings, got one string")
+    items = list(texts)
+    for i, item in enumerate(items):
+        pair = (isinstance(item, tuple) and len(item) == 2
+                and all(isinstance(x, str) for x in item))
+        if not (isinstance(item, str) or pair):
+            raise TypeError(f"texts[{i}] must be a string or a (text, text_pair) tuple of two "
+                            f"strings, got {type(item).__name__} {str(item)[:40]!r}")
+    return items
+
+
 @functools.lru_cache(maxsize=16)
 def _compiled(config_json: str):
     """(pool, sequence, init) jitted for one model config; models of one config share them."""
@@ -73,7 +91,8 @@ class Pretrained:
 
     config: the model ConfigDict; params: canonical (unscanned) parameter tree, with the heads the
     checkpoint had; tokenizer: its tokenizer (None if the checkpoint shipped none); extra: what
-    the checkpoint recorded besides (e.g. a task's labels).
+    the checkpoint recorded besides (e.g. a task's labels; "untrained": subtrees such as
+    "bert/pooler" that the import initialised because the checkpoint had none).
     """
     config: ml_collections.ConfigDict
     params: dict
@@ -103,20 +122,33 @@ class Pretrained:
             self._device_params = jax.device_put(laid_out["bert"])
         return self._device_params
 
-    def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
-        """texts -> [CLS] tokens [SEP] ids, each cut to max_length (keeping the final [SEP])."""
+    def tokenize(self, texts: Sequence[Text], max_length: int | None = None) -> list[list[int]]:
+        """texts -> [CLS] A [SEP] (or [CLS] A [SEP] B [SEP] for a pair) ids, each cut to max_length
+        (keeping the [SEP]s; in a pair the longer text is cut first)."""
+        return [enc.ids for enc in self._encode(texts, self._max_length(max_length))]
+
+    def _encode(self, texts: Sequence[Text], limit: int) -> list[tokenizers.Encoding]:
+        """Encodings (ids, type_ids) of checked texts, truncated to `limit` tokens the way
+        transformers' truncation=True does (tokenizers' longest_first)."""
         if self.tokenizer is None:
             raise ValueError("this checkpoint has no tokenizer (no vocab.txt or tokenizer.json)")
-        if isinstance(texts, str):
-            raise TypeError("texts must be a list of strings, got one string")
-        limit = self._max_length(max_length)
-        out = []
-        for enc in self.tokenizer.encode_batch(list(texts)):
-            ids = enc.ids
-            if len(ids) > limit:
-                ids = ids[: limit - 1] + ids[-1:]
-            out.append(ids)
-        return out
+        items = _check_texts(texts)
+        if any(isinstance(item, tuple) for item in items):
+            if limit < 3:
+                raise ValueError(f"max_length={limit} leaves no room for a pair's [CLS] A [SEP] B "
+                                 "[SEP]; use at least 3")
+            if self.config.type_vocab_size < 2:
+                raise ValueError(f"this model has type_vocab_size={self.config.type_vocab_size}: "
+                                 "no token type for the second text of a pair")
+        tok, saved = self.tokenizer, self.tokenizer.truncation
+        tok.enable_truncation(limit)  # set for this call only: the tokenizer is the user's too
+        try:
+            return tok.encode_batch(items)
+        finally:
+            if saved is None:
+                tok.no_truncation()
+            else:
+                tok.enable_truncation(**saved)
 
     def _max_length(self, max_length: int | None) -> int:
         cap = self.config.max_position_embeddings
@@ -127,56 +159,69 @@ class Pretrained:
                              "(config.model.max_position_embeddings)")
         return max_length
 
-    def _batches(self, ids: list[list[int]], batch_size: int, max_length: int):
-        """Yields (indices, ids [b, s], type_ids, mask) with bucketed b and s; longest first."""
+    def _batches(self, encodings: list[tokenizers.Encoding], batch_size: int, max_length: int):
+        """Yields (indices, ids [b, s], type_ids [b, s], mask [b, s]) with bucketed b and s;
+        longest first."""
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         pad = self.tokenizer.token_to_id("[PAD]") if self.tokenizer is not None else 0
-        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        lengths = [len(enc.ids) for enc in encodings]
+        order = sorted(range(len(encodings)), key=lambda i: -lengths[i])
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             rows = _bucket(len(chunk), batch_size, MIN_ROWS)
-            cols = _bucket(max(len(ids[i]) for i in chunk), max_length, MIN_LENGTH)
+            cols = _bucket(max(lengths[i] for i in chunk), max_length, MIN_LENGTH)
             batch = np.full((rows, cols), 0 if pad is None else pad, np.int32)
+            type_ids = np.zeros((rows, cols), np.int32)
             mask = np.zeros((rows, cols), np.int32)
             mask[len(chunk):, :2] = 1  # Filler rows: never returned, but kept well defined.
             for r, i in enumerate(chunk):
-                batch[r, : len(ids[i])] = ids[i]
-                mask[r, : len(ids[i])] = 1
-            yield chunk, batch, np.zeros_like(batch), mask
+                batch[r, : lengths[i]] = encodings[i].ids
+                type_ids[r, : lengths[i]] = encodings[i].type_ids  # 1 on a pair's "B [SEP]"
+                mask[r, : lengths[i]] = 1
+            yield chunk, batch, type_ids, mask
 
-    def embed(self, texts: Sequence[str], pooling: str = "mean", normalize: bool = True,
+    def embed(self, texts: Sequence[Text], pooling: str = "mean", normalize: bool = True,
               max_length: int | None = None, batch_size: int = 64) -> np.ndarray:
-        """texts: N strings -> [N, D] float32 vectors.
+        """texts: N strings or (text, text_pair) tuples -> [N, D] float32 vectors.
 
+        A pair is one input, [CLS] A [SEP] B [SEP] with token type 1 on "B [SEP]" (as transformers
+        encodes it), e.g. a question and a passage.
         pooling: "mean" / "max" over the real tokens (with [CLS] and [SEP]), "cls" the final
-        hidden state of [CLS], "pooler" BERT's tanh pooler on it. normalize: unit L2 rows.
-        max_length: tokens per text after truncation (default max_position_embeddings).
+        hidden state of [CLS], "pooler" BERT's tanh pooler on it (refused for a checkpoint saved
+        without a pooler, e.g. by BertForMaskedLM). normalize: unit L2 rows.
+        max_length: tokens per text or pair after truncation (default max_position_embeddings).
         """
         if pooling not in POOLINGS:
             raise ValueError(f"pooling={pooling!r} is not one of {POOLINGS}")
+        if pooling == "pooler" and "bert/pooler" in self.extra.get(convert.UNTRAINED, ()):
+            raise ValueError(
+                "pooling='pooler': this checkpoint was saved without a pooler (e.g. by "
+                "transformers' BertForMaskedLM), so its pooler was initialised at import and "
+                "never trained: its vectors would be meaningless; use pooling='cls' or 'mean'")
         limit = self._max_length(max_length)
-        ids = self.tokenize(texts, limit)
-        out = np.zeros((len(ids), self.config.hidden_size), np.float32)
+        encodings = self._encode(texts, limit)
+        out = np.zeros((len(encodings), self.config.hidden_size), np.float32)
         params = self._encoder_params()
-        for chunk, batch, type_ids, mask in self._batches(ids, batch_size, limit):
+        for chunk, batch, type_ids, mask in self._batches(encodings, batch_size, limit):
             vectors = np.asarray(self._pool(params, batch, type_ids, mask)[pooling])
             out[chunk] = vectors[: len(chunk)]
         if normalize:
             out /= np.maximum(np.linalg.norm(out, axis=-1, keepdims=True), 1e-12)
         return out
 
-    def encode(self, texts: Sequence[str], max_length: int | None = None,
+    def encode(self, texts: Sequence[Text], max_length: int | None = None,
                batch_size: int = 64) -> list[np.ndarray]:
-        """texts -> one [len_i, D] float32 array per text: the final hidden state of each token."""
+        """texts (strings or (text, text_pair) tuples, as in `embed`) -> one [len_i, D] float32
+        array per text: the final hidden state of each of its `tokenize` tokens."""
         limit = self._max_length(max_length)
-        ids = self.tokenize(texts, limit)
-        out: list[Any] = [None] * len(ids)
+        encodings = self._encode(texts, limit)
+        out: list[Any] = [None] * len(encodings)
         params = self._encoder_params()
-        for chunk, batch, type_ids, mask in self._batches(ids, batch_size, limit):
+        for chunk, batch, type_ids, mask in self._batches(encodings, batch_size, limit):
             states = np.asarray(self._sequence(params, batch, type_ids, mask))
             for r, i in enumerate(chunk):
-                out[i] = states[r, : len(ids[i])]
+                out[i] = states[r, : len(encodings[i].ids)]
         return out
 
     def save(self, out_dir: str) -> None:

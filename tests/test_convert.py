@@ -440,3 +440,138 @@ def test_cli_export_reports_what_it_wrote_not_the_dropped_task_heads(tmp_path, i
     assert line == (f"wrote huggingface model to {out} ({model_lib.count_params(params):,} "
                     f"parameters, heads: mlm, nsp)")
     assert set(json.load(open(out / "config.json"))["architectures"]) == {"BertForPreTraining"}
+
+
+def test_unreadable_pytorch_bin_never_suggests_unsafe_loading(tmp_path, hf_pretraining_dir):
+    """torch.load's own message says to retry with weights_only=False, which would run code from
+    the file; the error names the file and what is wrong instead."""
+    import argparse
+    garbage, foreign = tmp_path / "garbage", tmp_path / "foreign"
+    for d in (garbage, foreign):
+        d.mkdir()
+        (d / "config.json").write_text((hf_pretraining_dir / "config.json").read_text())
+    (garbage / "pytorch_model.bin").write_bytes(b"not a zip archive")
+    state = {"embeddings.word_embeddings.weight": torch.zeros(3, 2),
+             "note": argparse.Namespace(x=1)}  # a pickled object weights_only refuses
+    torch.save(state, str(foreign / "pytorch_model.bin"))
+    for d in (garbage, foreign):
+        with pytest.raises(convert.ConvertError) as e:
+            convert.load_any(str(d))
+        message = str(e.value)
+        assert message.startswith(f"{d / 'pytorch_model.bin'}: not a readable PyTorch weights "
+                                  "archive"), message
+        assert "weights_only" not in message and "arbitrary code" not in message, message
+    assert "argparse.Namespace" in message
+
+
+def test_google_run_directory_reads_the_latest_step(tmp_path):
+    """run_pretraining.py leaves model.ckpt-N for several N and TF's `checkpoint` state file:
+    step 10000 is newer than 9000 although it sorts before it as text."""
+    d = tmp_path / "pretraining_output"
+    d.mkdir()
+    for step in (9000, 10000, 500):
+        for suffix in (".index", ".data-00000-of-00001"):
+            (d / f"model.ckpt-{step}{suffix}").write_bytes(b"")
+    pick = lambda: os.path.basename(convert._google_checkpoint_prefix(str(d)))  # noqa: E731
+    assert pick() == "model.ckpt-10000"  # no state file: the highest step
+    state = d / "checkpoint"
+    state.write_text('model_checkpoint_path: "model.ckpt-9000"\n'
+                     'all_model_checkpoint_paths: "model.ckpt-500"\n'
+                     'all_model_checkpoint_paths: "model.ckpt-9000"\n')
+    assert pick() == "model.ckpt-9000"  # the state file names the one TF would restore
+    state.write_text('model_checkpoint_path: "/elsewhere/old/machine/model.ckpt-500"\n')
+    assert pick() == "model.ckpt-500"  # TF1's absolute path, from before the directory moved
+    state.write_text('model_checkpoint_path: "model.ckpt-7"\n')
+    with pytest.raises(convert.ConvertError, match=r"checkpoint: .*ckpt-7.*\.index is missing"):
+        pick()
+    state.unlink()
+    (d / "other.ckpt.index").write_bytes(b"")
+    with pytest.raises(convert.ConvertError,
+                       match="several checkpoints.*model.ckpt-10000, model.ckpt-500, "
+                             "model.ckpt-9000, other.ckpt"):
+        pick()
+
+
+def test_tokenizer_larger_than_the_vocab_size_is_refused_at_load(tmp_path, tiny_tokenizer_dir):
+    """A vocab.txt of 101 tokens next to a model of vocab_size 40: ids 40..100 have no embedding
+    row, and embedding them gave NaN vectors, silently, at embed time."""
+    from bertjax import pretrained
+    d = tmp_path / "mismatched"
+    small = transformers.BertModel(transformers.BertConfig(**{**TINY_HF, "vocab_size": 40}))
+    small.save_pretrained(str(d))
+    (d / "vocab.txt").write_text((tiny_tokenizer_dir / "vocab.txt").read_text())
+    expected = (rf"{d / 'vocab.txt'}: the tokenizer has 101 tokens but {d / 'config.json'} "
+                r"gives the model vocab_size=40")
+    for load in (convert.load_any, pretrained.load):
+        with pytest.raises(convert.ConvertError, match=expected):
+            load(str(d))
+    # A bertjax directory is checked the same way, against its bertjax.json.
+    (d / "vocab.txt").unlink()
+    cfg, params, tok = convert.load_any(str(d))
+    assert tok is None
+    convert.save_bertjax(cfg, params, None, str(tmp_path / "bj"))
+    (tmp_path / "bj" / "vocab.txt").write_text((tiny_tokenizer_dir / "vocab.txt").read_text())
+    with pytest.raises(convert.ConvertError,
+                       match=rf"vocab.txt: the tokenizer has 101 tokens but .*bertjax.json gives"):
+        convert.load_any(str(tmp_path / "bj"))
+
+
+def _save_without_pooler(directory, head_class, tokenizer_dir, seed):
+    torch.manual_seed(seed)
+    model = randomize(head_class(transformers.BertConfig(**TINY_HF)), seed=seed + 1)
+    model.save_pretrained(str(directory))
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json"):
+        (directory / name).write_bytes((tokenizer_dir / name).read_bytes())
+    assert not any("pooler" in k for k in load_file(str(directory / "model.safetensors")))
+    return model
+
+
+def test_checkpoint_saved_without_a_pooler_gets_a_fresh_untrained_one(tmp_path, caplog,
+                                                                      tiny_tokenizer_dir):
+    """transformers' BertForMaskedLM (and the token-classification and QA classes) save no
+    pooler.dense.*: the import initialises one as bertjax would, says so, and records it as
+    untrained, so that embed refuses pooling="pooler" and export to HF leaves it out."""
+    import logging
+    from bertjax import pretrained
+    for head_class in (transformers.BertForTokenClassification,
+                       transformers.BertForQuestionAnswering):
+        d = tmp_path / head_class.__name__
+        _save_without_pooler(d, head_class, tiny_tokenizer_dir, seed=3)
+        assert convert.load_any(str(d), with_extra=True)[3] == {"untrained": ["bert/pooler"]}
+
+    d = tmp_path / "mlm"
+    mlm = _save_without_pooler(d, transformers.BertForMaskedLM, tiny_tokenizer_dir, seed=7)
+    with caplog.at_level(logging.WARNING):
+        cfg, params, _, extra = convert.load_any(str(d), with_extra=True)
+    assert "pooler.dense.weight, pooler.dense.bias are missing" in caplog.text
+    assert extra == {"untrained": ["bert/pooler"]} and set(params) == {"bert", "mlm"}
+    pooler = params["bert"]["pooler"]
+    assert pooler["kernel"].shape == (30, 30) and not np.any(pooler["bias"])
+    assert 0.7 < np.std(pooler["kernel"]) / cfg.initializer_range < 1.3  # bertjax's own init
+    # Everything else is the checkpoint's: hidden states and MLM logits are transformers'.
+    ids, types_, mask, positions = _batch(TINY_HF["vocab_size"])
+    ref = _hf_forward(mlm, ids, types_, mask)
+    nsp = {"kernel": np.zeros((30, 2), np.float32), "bias": np.zeros((2,), np.float32)}
+    ours = _ours_forward(cfg, {**params, "nsp": nsp}, ids, types_, mask, positions)
+    keep = mask.astype(bool)
+    for a, b in zip(ours["hidden_states"], ref.hidden_states):
+        assert _rel(np.asarray(a)[keep], b.numpy()[keep]) < 1e-4
+    mlm_ref = np.take_along_axis(ref.logits.numpy(), positions[..., None], axis=1)
+    assert _rel(ours["mlm_logits"], mlm_ref) < 1e-4
+
+    # embed: the pooler is refused, naming what to use instead; a bertjax copy remembers.
+    bert = pretrained.load(str(d))
+    bert.save(str(tmp_path / "bj"))
+    for model in (bert, pretrained.load(str(tmp_path / "bj"))):
+        with pytest.raises(ValueError, match="saved without a pooler.*use pooling='cls' or 'mean'"):
+            model.embed(["the quick fox"], pooling="pooler")
+        assert np.all(np.isfinite(model.embed(["the quick fox"], pooling="cls")))
+
+    # Export: no invented pooler; transformers loads the masked LM as it was.
+    assert convert.main([str(tmp_path / "bj"), str(tmp_path / "hf"), "--to", "huggingface"]) == 0
+    assert not any("pooler" in k for k in load_file(str(tmp_path / "hf" / "model.safetensors")))
+    again, info = transformers.BertForMaskedLM.from_pretrained(str(tmp_path / "hf"),
+                                                               output_loading_info=True)
+    assert not info["missing_keys"] and not info["unexpected_keys"]
+    np.testing.assert_array_equal(_hf_forward(again.eval(), ids, types_, mask).logits.numpy(),
+                                  ref.logits.numpy())

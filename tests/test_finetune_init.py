@@ -89,3 +89,31 @@ def test_transfer_encoder_names_the_mismatched_parameter(hf_pretraining_dir):
                                "bias": source["bert"]["pooler"]["bias"]}
     with pytest.raises(heads.EncoderMismatchError, match=r"bert/pooler/kernel has shape \(30, 30\) in the checkpoint"):
         heads.transfer_encoder(fresh, source)
+
+
+def test_fine_tunes_from_a_checkpoint_saved_without_a_pooler(tmp_path, tiny_tokenizer_dir):
+    """A transformers BertForMaskedLM has no pooler; classification needs one: the import gives it
+    a fresh one (as transformers' BertForSequenceClassification.from_pretrained would), trained
+    with the classifier, and the encoder is the checkpoint's."""
+    import shutil
+    import torch
+    import transformers
+    from conftest import randomize
+    source_dir = tmp_path / "mlm"
+    torch.manual_seed(11)
+    model = randomize(transformers.BertForMaskedLM(transformers.BertConfig(**TINY_HF)), seed=12)
+    model.save_pretrained(str(source_dir))
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tiny_tokenizer_dir / name, source_dir / name)
+    cfg = make_config(tmp_path, source_dir)
+    cfg.optimizer.update(freeze_embeddings=True, freeze_layers=TINY_HF["num_hidden_layers"])
+    workdir = str(tmp_path / "run")
+    summary = train.train_and_evaluate(cfg, workdir)
+    assert summary["step"] == 1 and "eval/accuracy" in summary["eval"]
+    _, source, _ = convert.load_any(str(source_dir))
+    _, tuned, _, _ = ckpt_lib.restore_params(workdir)
+    src, got = flat(source["bert"]), flat(tuned["bert"])
+    np.testing.assert_array_equal(got["encoder/layer_0/output/kernel"],
+                                  src["encoder/layer_0/output/kernel"])
+    assert got["pooler/kernel"].shape == (30, 30) and np.all(np.isfinite(got["pooler/kernel"]))
+    assert set(tuned) == {"bert", "classifier"}

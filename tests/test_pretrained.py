@@ -138,3 +138,44 @@ def test_init_random_tiny_model_with_trained_tokenizer(tmp_path):
     np.testing.assert_allclose(bare.embed(SENTENCES), vectors[:4], atol=1e-5)
     with pytest.raises(convert.ConvertError, match="nowhere: no such file"):
         pretrained.load(str(tmp_path / "nowhere"))
+
+
+def test_sentence_pairs_match_transformers(bert, hf_pretraining_dir):
+    """A (text, text_pair) tuple is one input with token type 1 on the second segment, truncated
+    longest-first: ids, type ids and hidden states are transformers' for the same pair."""
+    reference = transformers.AutoTokenizer.from_pretrained(str(hf_pretraining_dir))
+    model = transformers.BertModel.from_pretrained(str(hf_pretraining_dir)).eval()
+    long = "the quick brown fox jumps over the lazy dog " * 3
+    pairs = [("the quick brown fox", "a lazy dog sleeps in the sun"), (long, "a lazy dog"),
+             ("Café naïve", "")]
+    texts = pairs + ["the quick brown fox"]  # pairs and single texts mix in one call
+    for max_length in (41, 12):
+        states = bert.encode(texts, max_length=max_length, batch_size=2)
+        cls = bert.embed(texts, pooling="cls", normalize=False, max_length=max_length)
+        pooled = bert.embed(texts, pooling="pooler", normalize=False, max_length=max_length)
+        for i, text in enumerate(texts):
+            # A batch of one: transformers' tokenizer(a, "") would drop an empty text_pair.
+            enc = reference([text], truncation=True, max_length=max_length, return_tensors="pt")
+            assert bert.tokenize([text], max_length=max_length)[0] == enc["input_ids"][0].tolist()
+            with torch.no_grad():
+                out = model(**enc)
+            hidden = out.last_hidden_state[0].numpy()
+            if isinstance(text, tuple) and text[1]:
+                assert enc["token_type_ids"][0].sum() > 0  # the reference does use type 1
+            np.testing.assert_allclose(states[i], hidden, rtol=1e-4, atol=1e-5, err_msg=str(text))
+            np.testing.assert_allclose(cls[i], hidden[0], rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(pooled[i], out.pooler_output[0].numpy(), rtol=1e-4,
+                                       atol=1e-5)
+
+
+@pytest.mark.parametrize("bad, index, what", [
+    (["fine", None], 1, "NoneType"), (["fine", "fine", 3], 2, "int"),
+    ([("one text only",)], 0, "tuple"), ([["a", "list"]], 0, "list"),
+    ([("a", 7)], 0, "tuple")])
+def test_texts_that_are_neither_string_nor_pair_are_named(bert, bad, index, what):
+    for call in (bert.embed, bert.encode, bert.tokenize):
+        with pytest.raises(TypeError, match=rf"texts\[{index}\] must be a string or a \(text, "
+                                            rf"text_pair\) tuple.*got {what}"):
+            call(bad)
+    with pytest.raises(ValueError, match="max_length=2 leaves no room for a pair"):
+        bert.embed([("a", "b")], max_length=2)

@@ -185,3 +185,41 @@ def test_training_gives_one_vocabulary_in_every_process(tmp_path):
 def test_training_refuses_an_empty_text(tmp_path):
     with pytest.raises(tokenizer_lib.TokenizerError, match="empty"):
         tokenizer_lib.train_wordpiece(iter(["", "   "]), 100, True, str(tmp_path))
+
+
+def test_uncased_tokenizer_that_keeps_accents_matches_transformers(tmp_path):
+    """do_lower_case=True with strip_accents=False (e.g. a multilingual uncased model that keeps
+    its accents): transformers lowercases and keeps "é"; so must we, from every file it reads."""
+    tokens = list(tokenizer_lib.SPECIAL_TOKENS) + [
+        "café", "cafe", "résumé", "resume", "naïve", "naive", "élève", "eleve", "c", "a", "f",
+        "e", "é", "r", "s", "u", "m", "n", "i", "ï", "v", "l", "##é", "##e", "##s", ",", "!"]
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "vocab.txt").write_text("\n".join(tokens) + "\n", encoding="utf-8")
+    fast = transformers.BertTokenizerFast(str(src / "vocab.txt"), do_lower_case=True,
+                                          strip_accents=False)
+    fast.save_pretrained(str(src))
+    texts = ["Café résumé, NAÏVE élève!", "CAFE Resume naive", "Élève"]
+    reference = transformers.AutoTokenizer.from_pretrained(str(src))
+    assert reference("Café")["input_ids"][1] == tokens.index("café")  # the accent is kept
+    only_json, only_vocab = tmp_path / "only_json", tmp_path / "only_vocab"
+    for d, keep in [(only_json, ("tokenizer.json",)),
+                    (only_vocab, ("vocab.txt", "tokenizer_config.json"))]:
+        d.mkdir()
+        for name in keep:
+            (d / name).write_bytes((src / name).read_bytes())
+    loaded = {"dir": tokenizer_lib.load_tokenizer(str(src)),
+              "tokenizer.json": tokenizer_lib.load_tokenizer(str(only_json)),
+              "vocab.txt + tokenizer_config.json": tokenizer_lib.load_tokenizer(str(only_vocab))}
+    saved = tmp_path / "saved"
+    tokenizer_lib.save_tokenizer(loaded["dir"], str(saved))
+    loaded["saved"] = tokenizer_lib.load_tokenizer(str(saved / "vocab.txt"))
+    resaved = transformers.AutoTokenizer.from_pretrained(str(saved))
+    for source, tok in loaded.items():
+        assert tokenizer_lib.tokenizer_lowercase(tok) is True, source
+        for text in texts:
+            assert tok.encode(text).ids == reference(text)["input_ids"], (source, text)
+            assert resaved(text)["input_ids"] == reference(text)["input_ids"], text
+    # Cased on the command line: no lowercasing, and (strip_accents false) accents kept.
+    cased = tokenizer_lib.load_tokenizer(str(src), lowercase=False)
+    assert cased.encode("café Café").tokens[1] == "café"

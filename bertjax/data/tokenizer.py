@@ -1,13 +1,16 @@
 """WordPiece tokenization with the semantics of google-research/bert, on Hugging Face `tokenizers`.
 
 A BERT tokenizer is: BertNormalizer (clean control characters, space out CJK characters, and when
-uncased lowercase + strip accents) -> BertPreTokenizer (split on whitespace and punctuation) ->
-WordPiece ("##" continuation, [UNK] for words it cannot cover or longer than 100 characters) ->
-a post-processor adding [CLS] A [SEP] (type ids 0) and B [SEP] (type ids 1) for pairs.
+uncased lowercase + strip accents, unless strip_accents says otherwise) -> BertPreTokenizer (split
+on whitespace and punctuation) -> WordPiece ("##" continuation, [UNK] for words it cannot cover or
+longer than 100 characters) -> a post-processor adding [CLS] A [SEP] (type ids 0) and B [SEP]
+(type ids 1) for pairs.
 
 On disk a tokenizer is a `vocab.txt` (one token per line, line number = id; Google's and HF's
 format) and a `tokenizer.json` (the `tokenizers` serialisation), plus a `tokenizer_config.json`
-with `do_lower_case` so that `transformers.BertTokenizer(Fast).from_pretrained` agrees.
+with `do_lower_case` and `strip_accents` so that `transformers.BertTokenizer(Fast).from_pretrained`
+agrees. strip_accents None means "as lowercase" (google-research/bert's rule); a bool overrides it,
+e.g. an uncased model that keeps accents.
 """
 
 from __future__ import annotations
@@ -29,18 +32,22 @@ class TokenizerError(ValueError):
     """A tokenizer file that cannot be used; the message names the file and the problem."""
 
 
-def _normalizer(lowercase: bool) -> normalizers.Normalizer:
-    # google-research/bert strips accents exactly when it lowercases.
+def _normalizer(lowercase: bool, strip_accents: bool | None = None) -> normalizers.Normalizer:
+    # google-research/bert strips accents exactly when it lowercases (strip_accents None, kept as
+    # None when it agrees so that a later lowercase override still carries accents with it).
+    if strip_accents == lowercase:
+        strip_accents = None
     return normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
-                                      strip_accents=lowercase, lowercase=lowercase)
+                                      strip_accents=strip_accents, lowercase=lowercase)
 
 
-def _finish(tok: tokenizers.Tokenizer, lowercase: bool, where: str) -> tokenizers.Tokenizer:
+def _finish(tok: tokenizers.Tokenizer, lowercase: bool, where: str,
+            strip_accents: bool | None = None) -> tokenizers.Tokenizer:
     """Sets normalizer, pre-tokenizer, post-processor and decoder to BERT's."""
     for special in ("[CLS]", "[SEP]", "[UNK]"):
         if tok.token_to_id(special) is None:
             raise TokenizerError(f"{where}: the vocabulary has no {special} token")
-    tok.normalizer = _normalizer(lowercase)
+    tok.normalizer = _normalizer(lowercase, strip_accents)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
@@ -70,14 +77,14 @@ def read_vocab(path: str) -> dict[str, int]:
     return vocab
 
 
-def from_vocab(vocab: dict[str, int], lowercase: bool,
-               where: str = "vocab") -> tokenizers.Tokenizer:
-    """A BERT tokenizer over {token: id}."""
+def from_vocab(vocab: dict[str, int], lowercase: bool, where: str = "vocab",
+               strip_accents: bool | None = None) -> tokenizers.Tokenizer:
+    """A BERT tokenizer over {token: id}; strip_accents None strips exactly when lowercasing."""
     if "[UNK]" not in vocab:
         raise TokenizerError(f"{where}: the vocabulary has no [UNK] token")
     model = models.WordPiece(vocab, unk_token="[UNK]", continuing_subword_prefix="##",
                              max_input_chars_per_word=MAX_WORD_CHARS)
-    return _finish(tokenizers.Tokenizer(model), lowercase, where)
+    return _finish(tokenizers.Tokenizer(model), lowercase, where, strip_accents)
 
 
 def _lowercase_from_vocab(vocab: Iterable[str]) -> bool:
@@ -99,17 +106,32 @@ def _lowercase_from_name(path: str) -> bool | None:
     return None
 
 
+def _hf_tokenizer_config(directory: str) -> dict:
+    """tokenizer_config.json (HF) as a dict; {} when there is none."""
+    config = os.path.join(directory, "tokenizer_config.json")
+    if not os.path.isfile(config):
+        return {}
+    try:
+        with open(config, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as e:
+        raise TokenizerError(f"{config}: not valid JSON ({e})") from None
+    if not isinstance(data, dict):
+        raise TokenizerError(f"{config}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _strip_accents_config(directory: str) -> bool | None:
+    """strip_accents from tokenizer_config.json when it is a bool (null means: as lowercase)."""
+    value = _hf_tokenizer_config(directory).get("strip_accents")
+    return value if isinstance(value, bool) else None
+
+
 def _lowercase_config(directory: str) -> bool | None:
     """do_lower_case from tokenizer_config.json (HF) or bertjax.json, if either says so."""
-    config = os.path.join(directory, "tokenizer_config.json")
-    if os.path.isfile(config):
-        try:
-            with open(config, encoding="utf-8") as f:
-                value = json.load(f).get("do_lower_case")
-        except (OSError, ValueError) as e:
-            raise TokenizerError(f"{config}: not valid JSON ({e})") from None
-        if isinstance(value, bool):
-            return value
+    value = _hf_tokenizer_config(directory).get("do_lower_case")
+    if isinstance(value, bool):
+        return value
     meta = os.path.join(directory, "bertjax.json")
     if os.path.isfile(meta):
         try:
@@ -128,6 +150,13 @@ def tokenizer_lowercase(tok: tokenizers.Tokenizer) -> bool:
     return bool(norm.get("lowercase", False))
 
 
+def tokenizer_strip_accents(tok: tokenizers.Tokenizer) -> bool | None:
+    """`tok`'s BertNormalizer strip_accents: None (as lowercase) or a bool that overrides it."""
+    norm = json.loads(tok.to_str()).get("normalizer") or {}
+    value = norm.get("strip_accents")
+    return value if isinstance(value, bool) else None
+
+
 def holds_tokenizer(directory: str) -> bool:
     """Whether directory has the files load_tokenizer reads (vocab.txt or tokenizer.json)."""
     return any(os.path.isfile(os.path.join(directory, f)) for f in ("vocab.txt", "tokenizer.json"))
@@ -140,22 +169,27 @@ def bundled_dir(path: str) -> str | None:
     return next((d for d in (os.path.join(path, "tokenizer"), path) if holds_tokenizer(d)), None)
 
 
-def load_tokenizer(path: str, lowercase: bool | None = None) -> tokenizers.Tokenizer:
+def load_tokenizer(path: str, lowercase: bool | None = None,
+                   strip_accents: bool | None = None) -> tokenizers.Tokenizer:
     """A vocab.txt, a tokenizer.json, or a directory with either -> a BERT tokenizer.
 
     lowercase: None guesses, in order, from tokenizer_config.json's do_lower_case, the
     tokenizer.json normalizer, the directory name (uncased/cased), then the vocabulary (no
     uppercase token -> uncased). A given value overrides all of these.
+    strip_accents: None reads tokenizer_config.json's strip_accents, then the tokenizer.json
+    normalizer's; where neither holds a bool, accents are stripped exactly when lowercasing.
     """
     if os.path.isdir(path):
         if lowercase is None:
             lowercase = _lowercase_config(path)
+        if strip_accents is None:
+            strip_accents = _strip_accents_config(path)
         json_path = os.path.join(path, "tokenizer.json")
         if os.path.isfile(json_path):
-            return load_tokenizer(json_path, lowercase)
+            return load_tokenizer(json_path, lowercase, strip_accents)
         vocab_path = os.path.join(path, "vocab.txt")
         if os.path.isfile(vocab_path):
-            return load_tokenizer(vocab_path, lowercase)
+            return load_tokenizer(vocab_path, lowercase, strip_accents)
         raise TokenizerError(f"{path}: no vocab.txt or tokenizer.json in this directory")
     if not os.path.isfile(path):
         raise TokenizerError(f"{path}: no such file")
@@ -169,16 +203,20 @@ def load_tokenizer(path: str, lowercase: bool | None = None) -> tokenizers.Token
                 f"{path}: model is {type(tok.model).__name__}, bertjax needs WordPiece")
         if lowercase is None:
             lowercase = tokenizer_lowercase(tok)
-        return _finish(tok, lowercase, path)
+        if strip_accents is None:
+            strip_accents = tokenizer_strip_accents(tok)
+        return _finish(tok, lowercase, path, strip_accents)
     vocab = read_vocab(path)
+    directory = os.path.dirname(os.path.abspath(path))
     if lowercase is None:
-        directory = os.path.dirname(os.path.abspath(path))
         lowercase = _lowercase_config(directory)
         if lowercase is None:
             lowercase = _lowercase_from_name(directory)
     if lowercase is None:
         lowercase = _lowercase_from_vocab(vocab)
-    return from_vocab(vocab, lowercase, path)
+    if strip_accents is None:
+        strip_accents = _strip_accents_config(directory)
+    return from_vocab(vocab, lowercase, path, strip_accents)
 
 
 def save_tokenizer(tok: tokenizers.Tokenizer, out_dir: str, model_max_length: int = 512) -> None:
@@ -197,7 +235,7 @@ def save_tokenizer(tok: tokenizers.Tokenizer, out_dir: str, model_max_length: in
     tok.save(os.path.join(out_dir, "tokenizer.json"))
     lowercase = tokenizer_lowercase(tok)
     hf_config = {"tokenizer_class": "BertTokenizer", "do_lower_case": lowercase,
-                 "strip_accents": None, "tokenize_chinese_chars": True,
+                 "strip_accents": tokenizer_strip_accents(tok), "tokenize_chinese_chars": True,
                  "model_max_length": model_max_length, "unk_token": "[UNK]", "sep_token": "[SEP]",
                  "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"}
     with open(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
