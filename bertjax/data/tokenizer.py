@@ -3,7 +3,7 @@
 A BERT tokenizer is: BertNormalizer (clean control characters, space out CJK characters, and when
 uncased lowercase + strip accents, unless strip_accents says otherwise) -> BertPreTokenizer (split
 on whitespace and punctuation) -> WordPiece ("##" continuation, [UNK] for words it cannot cover or
-longer than 100 characters) -> a post-processor adding [CLS] A [SEP] (type ids 0) and B [SEP]
+longer than 200 characters) -> a post-processor adding [CLS] A [SEP] (type ids 0) and B [SEP]
 (type ids 1) for pairs.
 
 On disk a tokenizer is a `vocab.txt` (one token per line, line number = id; Google's and HF's
