@@ -10,6 +10,7 @@ over 4 tensor devices) is replicated instead, so any model runs on any mesh.
 
 from __future__ import annotations
 
+import difflib
 import math
 from typing import Any, Sequence
 
@@ -20,6 +21,7 @@ import numpy as np
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from bertjax import config as config_lib
 from bertjax.model import ConfigError
 
 PyTree = Any
@@ -64,6 +66,21 @@ def rules(mesh_cfg: ml_collections.ConfigDict) -> tuple[tuple[str, Any], ...]:
     """The rule table as a tuple of (logical name, mesh axis | tuple of axes | None)."""
     return tuple((name, tuple(axes) if isinstance(axes, list) else axes)
                  for name, axes in mesh_cfg.logical_axis_rules)
+
+
+def check_rules(mesh_cfg: ml_collections.ConfigDict) -> None:
+    """ConfigError for a rule naming a logical axis the model does not use (its dimension would
+    silently stay replicated) or a mesh axis that does not exist."""
+    known = [name for name, _ in config_lib.LOGICAL_AXIS_RULES]
+    for name, axes in rules(mesh_cfg):
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else f"; known: {known}"
+            raise ConfigError(f"config.mesh.logical_axis_rules: no logical axis {name!r}{hint}")
+        for axis in axes if isinstance(axes, tuple) else (axes,):
+            if axis is not None and axis not in AXES:
+                raise ConfigError(f"config.mesh.logical_axis_rules: {name!r} -> {axis!r} is not "
+                                  f"a mesh axis {AXES}")
 
 
 def batch_size_multiple(mesh: Mesh) -> int:

@@ -54,7 +54,16 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
                 raise ConfigError(f"config.num_eval_batches=0 (no evaluation) but config.{name}="
                                   f"{config[name]!r} needs evaluations; unset one of them")
     shape = sharding.mesh_shape(config.mesh, num_devices)
+    sharding.check_rules(config.mesh)
     dp = shape[0] * shape[1]
+    if dp % process_count:
+        # Each process reads its own rows; rows replicated over devices of several processes
+        # (tensor parallelism across hosts) would have to be the same rows everywhere.
+        raise ConfigError(
+            f"the data-parallel size {dp} = config.mesh.data x config.mesh.fsdp (mesh "
+            f"{dict(zip(sharding.AXES, shape))}) must be a multiple of the {process_count} "
+            "processes: each process feeds its own rows of the batch, so config.mesh.tensor "
+            "cannot span processes; keep tensor within a host")
     accum = config.optimizer.grad_accum_steps
     if config.batch_size % process_count:
         raise ConfigError(f"config.batch_size={config.batch_size} is not divisible by the "

@@ -31,6 +31,29 @@ def test_mesh_shape_fills_and_checks():
         sharding.mesh_shape(config_lib.mesh(tensor=3), 8)
 
 
+def test_rule_table_names_are_checked():
+    sharding.check_rules(config_lib.mesh())
+    typo = config_lib.mesh()
+    typo.logical_axis_rules = (("embd", "fsdp"),) + tuple(typo.logical_axis_rules[1:])
+    with pytest.raises(ConfigError, match="no logical axis 'embd' \\(did you mean 'embed'"):
+        sharding.check_rules(typo)
+    bad_axis = config_lib.mesh()
+    bad_axis.logical_axis_rules = (("mlp", "fdsp"),)
+    with pytest.raises(ConfigError, match="'mlp' -> 'fdsp' is not a mesh axis"):
+        sharding.check_rules(bad_axis)
+
+
+def test_tensor_parallelism_cannot_span_processes():
+    from bertjax import train
+    cfg = config_lib.pretraining("tiny")
+    cfg.batch_size = 8
+    cfg.mesh.data, cfg.mesh.tensor = 1, 2
+    with pytest.raises(ConfigError, match="data-parallel size 1 .* multiple of the 2 processes"):
+        train.validate(cfg, num_devices=2, process_count=2)
+    cfg.mesh.data, cfg.mesh.fsdp = 1, 2  # 2 processes x 2 devices: fsdp over hosts, tensor within
+    assert train.validate(cfg, num_devices=4, process_count=2) == (1, 2, 2)
+
+
 _SCRIPT = r"""
 import functools, json, os, sys
 sys.path.insert(0, os.path.join(sys.argv[1], "tests"))
