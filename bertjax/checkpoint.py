@@ -13,7 +13,9 @@ restores onto any other.
 
 from __future__ import annotations
 
+import glob
 import json
+import logging
 import os
 import shutil
 from typing import Any
@@ -181,9 +183,14 @@ class Checkpointer:
         Sets `data_iterator`'s state (when given) and returns the restored state.
         """
         items = {"state": ocp.args.StandardRestore(abstract_state)}
-        if data_iterator is not None:
+        data_dir = os.path.join(self.directory, str(step), "data")
+        own = os.path.join(data_dir, f"process_{jax.process_index()}-of-{jax.process_count()}.json")
+        other_layout = data_iterator is not None and not os.path.exists(own)
+        if data_iterator is not None and not other_layout:
             items["data"] = grain_ckpt.CheckpointRestore(data_iterator)
         restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+        if other_layout:
+            _restore_position_from_other_layout(data_dir, data_iterator)
         return restored["state"]
 
     def wait(self) -> None:
@@ -192,6 +199,25 @@ class Checkpointer:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def _restore_position_from_other_layout(data_dir: str, data_iterator: Any) -> None:
+    """Resumes the data stream of a run saved by another number of processes.
+
+    Every process saved the same position, the next *global* batch number (see
+    bertjax/data/pipeline.py and finetune_data.py: global batch t is the same examples whatever
+    the process count, each process taking its slice), so process 0's file of the saved layout
+    serves every process of the new one."""
+    saved = sorted(glob.glob(os.path.join(data_dir, "process_0-of-*.json")))
+    if not saved:
+        raise CheckpointMismatchError(f"{data_dir}: no data iterator state to resume from")
+    with open(saved[0], encoding="utf-8") as f:
+        state = json.load(f)
+    logging.info("resuming the data stream saved as %s by another number of processes "
+                 "(this run: %d)", os.path.basename(saved[0]), jax.process_count())
+    data_iterator.set_state(state)
+    if hasattr(data_iterator, "start_prefetch"):
+        data_iterator.start_prefetch()
 
 
 def _load_run_config(workdir: str) -> dict:

@@ -60,6 +60,14 @@ def test_two_processes_match_one(tmp_path):
                             jax.tree.leaves(params_two)):
         np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-4, err_msg=jax.tree_util.keystr(path))
 
+    # The two-process run resumes in one process: the same global batches follow.
+    more = dict(TOP, num_train_steps=6, log_every_steps=1)
+    for workdir in (one, two):
+        config = _tiny.tiny_config(corpus, cache, **more)
+        config.optimizer.eps = 1e-3
+        assert train.train_and_evaluate(config, workdir)["step"] == 6
+    np.testing.assert_allclose(_losses(two)[-2:], _losses(one)[-2:], rtol=2e-3)
+
 
 def test_launcher_forwards_sigterm_and_waits_for_its_trainers(tmp_path):
     """SIGTERM to launch/local_multiprocess.sh alone (not its process group) reaches both

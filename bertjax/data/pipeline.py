@@ -13,8 +13,8 @@ The stream is a grain.MapDataset over *global batch numbers* t = 0, 1, 2, ...:
   [k*G + p*B, k*G + (p+1)*B) -- hosts are disjoint and together cover every epoch.
 Each batch is read from the grain ArrayRecordDataSource with one batched read, padded and masked as
 whole-batch numpy ops (masking.py) keyed by (seed, record index, epoch) -- epoch fixed at 0 when
-data.dynamic_masking is False. The iterator's state is grain's (the next t) plus the process layout,
-which is checked on restore.
+data.dynamic_masking is False. The iterator's state is grain's (the next t) plus the process layout;
+t means the same global batch under any layout, so a run resumes on another number of processes.
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ class _TrainBatches:
 
 
 class DataIterator(grain.DatasetIterator):
-    """grain's iterator plus the process layout in its state; a mismatched restore fails loudly."""
+    """grain's iterator plus the process layout in its state (logged when it changes on restore)."""
 
     def __init__(self, inner: grain.DatasetIterator, layout: dict):
         super().__init__()
@@ -149,13 +149,12 @@ class DataIterator(grain.DatasetIterator):
         return {**self._layout, "grain": self._inner.get_state()}
 
     def set_state(self, state: dict) -> None:
-        for field in ("process_count", "process_index"):
-            if state.get(field) != self._layout[field]:
-                raise ValueError(
-                    f"data iterator state was saved with {field}={state.get(field)} but this run has "
-                    f"{field}={self._layout[field]}; a data position cannot be carried across a "
-                    "different process layout (restart the data stream or resume with the same "
-                    "number of processes)")
+        """The saved position is the next global batch number t, the same examples under any
+        process layout (each process takes its slice), so a state saved by another number of
+        processes resumes the same stream."""
+        if state.get("process_count") != self._layout["process_count"]:
+            log.info("data stream saved by %s processes, resumed by %d at the same global batch",
+                     state.get("process_count"), self._layout["process_count"])
         for field in ("shards", "global_batch_size", "seed"):
             if state.get(field) != self._layout[field]:
                 log.warning("data iterator state has %s=%r, this run %r: the resumed stream differs",
