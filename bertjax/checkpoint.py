@@ -104,6 +104,25 @@ def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> None:
         raise CheckpointMismatchError(
             f"the config does not match the run in {workdir} ({path}):\n  " + "\n  ".join(diffs)
             + "\nUse a new --workdir, or the checkpoint's settings.")
+    _warn_optimizer_changes(saved.get("optimizer", {}), config.optimizer, path)
+
+
+# Fields added to config.optimizer since runs were first saved, with the behaviour such runs had.
+_OPTIMIZER_BEFORE = {"bias_correction": True}
+
+
+def _warn_optimizer_changes(saved: dict, opt_cfg: ml_collections.ConfigDict, path: str) -> None:
+    """A resumed run keeps its optimizer state whatever config.optimizer says now, but a changed
+    update rule (a new default after an upgrade, say) changes the trajectory: say so."""
+    changed = []
+    for name in sorted(opt_cfg.keys()):
+        before = saved.get(name, _OPTIMIZER_BEFORE.get(name))
+        now = opt_cfg[name]
+        if before is not None and before != (list(now) if isinstance(now, tuple) else now):
+            changed.append(f"optimizer.{name}: run {before!r} -> config {now!r}")
+    if changed:
+        logging.warning("resuming with another optimizer than the run's (%s): %s", path,
+                        "; ".join(changed))
 
 
 def restore_or_explain(checkpointer: "Checkpointer", step: int, target: PyTree,

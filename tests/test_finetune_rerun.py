@@ -193,3 +193,25 @@ def test_an_early_stopped_run_stays_stopped_on_rerun(tmp_path):
     assert json.load(open(best_json))["early_stopped"] == 4
     cfg.early_stopping_patience = 2  # already reached (3 evaluations): stays at step 4
     assert train.train_and_evaluate(cfg, workdir)["step"] == 4
+
+
+def test_resuming_under_another_optimizer_is_said(tmp_path, caplog):
+    """A run saved before bias_correction existed (so with it on) and with the linear schedule,
+    resumed under today's defaults: the update rule changes, and the log says which fields."""
+    cfg = classify_config.get_config("single")
+    saved = json.loads(cfg.to_json())
+    saved["optimizer"]["schedule"] = "linear"
+    del saved["optimizer"]["bias_correction"]
+    os.makedirs(tmp_path / "run")
+    with open(tmp_path / "run" / "config.json", "w") as f:
+        json.dump(saved, f)
+    with caplog.at_level("WARNING"):
+        ckpt_lib.check_compatible(str(tmp_path / "run"), cfg)
+    assert "optimizer.bias_correction: run True -> config False" in caplog.text
+    assert "optimizer.schedule: run 'linear' -> config 'polynomial'" in caplog.text
+    caplog.clear()
+    same = cfg.copy_and_resolve_references()
+    same.optimizer.update(schedule="linear", bias_correction=True)  # the run's own optimizer
+    with caplog.at_level("WARNING"):
+        ckpt_lib.check_compatible(str(tmp_path / "run"), same)
+    assert "another optimizer" not in caplog.text
