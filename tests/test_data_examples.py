@@ -178,9 +178,10 @@ def test_whole_word_masking_masks_whole_words():
     chosen = np.zeros((B, S), bool)
     np.put_along_axis(chosen, out["masked_lm_positions"], w, 1)
     maskable = att.astype(bool) & (ids != SP.cls) & (ids != SP.sep)
-    is_piece = cont[ids] & maskable
-    is_piece[:, 1:] &= maskable[:, :-1]
-    start = maskable & ~is_piece
+    # A piece joins the word before it, across [SEP] too; one before any word starts one (Google).
+    seen = np.zeros_like(maskable)
+    seen[:, 1:] = np.logical_or.accumulate(maskable, axis=1)[:, :-1]
+    start = maskable & (~cont[ids] | ~seen)
     word = np.maximum.accumulate(np.where(start, np.arange(S), 0), axis=1)
     for b in range(B):
         for wid in np.unique(word[b][maskable[b]]):
@@ -189,3 +190,50 @@ def test_whole_word_masking_masks_whole_words():
     # the count never exceeds num_to_predict and comes close to it
     k = np.maximum(1, np.rint(att.sum(1) * 0.15))
     assert (w.sum(1) <= k).all() and w.sum() / k.sum() > 0.97
+
+
+def _google_words(tokens, cont, whole_word):
+    """create_masked_lm_predictions' cand_indexes: [CLS]/[SEP] skipped; with whole-word masking
+    a "##" piece joins the last word so far (across [SEP] too)."""
+    words = []
+    for i, t in enumerate(tokens):
+        if t in (SP.cls, SP.sep):
+            continue
+        if whole_word and words and cont[t]:
+            words[-1].append(i)
+        else:
+            words.append([i])
+    return words
+
+
+def _google_select(words, k):
+    """The reference's loop over the shuffled words: skip a word that would exceed k."""
+    chosen = []
+    for word in words:
+        if len(chosen) >= k:
+            break
+        if len(chosen) + len(word) > k:
+            continue
+        chosen += word
+    return sorted(chosen)
+
+
+@pytest.mark.parametrize("whole_word", [False, True])
+def test_selection_equals_google_given_the_same_word_order(whole_word):
+    """Visiting the reference's words in bertjax's order (each word's draw is its first piece's
+    uniform), google-research/bert's loop selects exactly bertjax's positions."""
+    rng = np.random.default_rng(11)
+    cont = np.zeros(V, bool)
+    cont[60:] = True
+    B, S = 512, 40
+    ids, att = _batch(B, S, rng, min_len=8)
+    keys = masking.example_keys(2, np.arange(B), 0)
+    out = _mask(ids, att, keys, P=5, cont=cont if whole_word else None)
+    score = masking.uniform(keys, S, 0)
+    for b in range(B):
+        tokens = list(ids[b, :att[b].sum()])
+        words = sorted(_google_words(tokens, cont, whole_word), key=lambda w: (score[b, w[0]], w[0]))
+        k = min(5, max(1, int(round(len(tokens) * 0.15))))
+        got = sorted(int(p) for p, w in zip(out["masked_lm_positions"][b],
+                                            out["masked_lm_weights"][b]) if w)
+        assert got == _google_select(words, k), (b, tokens)

@@ -113,9 +113,12 @@ def mask_batch(input_ids: np.ndarray, attention_mask: np.ndarray, keys: np.ndarr
         order = np.argsort(np.where(cand, score, 2.0), axis=1, kind="stable")
         chosen_sorted = np.arange(S)[None, :] < k[:, None]
     else:
-        cont = is_continuation[input_ids] & cand
-        cont[:, 1:] &= cand[:, :-1]  # a piece after [CLS]/[SEP] starts its own word
-        start = cand & ~cont
+        # google-research/bert's grouping: a "##" piece joins the last word seen before it, even
+        # across the [SEP] between A and B (a B truncated mid-word); only a piece before any word
+        # (right after [CLS]) starts one.
+        seen = np.zeros_like(cand)
+        seen[:, 1:] = np.logical_or.accumulate(cand, axis=1)[:, :-1]  # a candidate before it
+        start = cand & (~is_continuation[input_ids] | ~seen)
         start_col = np.maximum.accumulate(np.where(start, col, 0), axis=1)
         word_score = np.take_along_axis(score, start_col, 1)  # the word's draw, on all its pieces
         # sort by (word score, column): pieces of one word stay adjacent and in order
