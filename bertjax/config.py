@@ -56,7 +56,7 @@ def optimizer(**overrides) -> ml_collections.ConfigDict:
     """AdamW as google-research/bert's optimization.py has it (see bertjax/optim.py)."""
     c = ml_collections.ConfigDict()
     c.name = "adamw"  # adamw (decoupled weight decay, as BERT's AdamWeightDecay) | lamb.
-    c.learning_rate = 1e-4  # Peak learning rate, reached at the end of warmup.
+    c.learning_rate = 1e-4  # Peak rate: warmup's end point (polynomial decays it from step 0).
     c.schedule = "polynomial"  # BERT's lr*(1-t/T) from t=0 | linear (peak at warmup to 0) | cosine | constant | rsqrt.
     c.warmup_steps = 10000  # Linear warmup from 0 over this many updates.
     c.b1 = 0.9  # Adam beta1.

@@ -29,11 +29,11 @@ class MetricsLog:
         self._truncate_after(start_step)
         try:
             from tensorboardX import SummaryWriter
-            # On resume, purge_step makes TensorBoard hide what an earlier attempt logged after
-            # the checkpoint (steps > start_step), as _truncate_after does for metrics.jsonl:
-            # otherwise those steps show twice, the old attempt's and this one's.
+            # purge_step makes TensorBoard hide what an earlier attempt logged after the
+            # checkpoint (steps > start_step; all of them for a restart from scratch), as
+            # _truncate_after does for metrics.jsonl: otherwise those steps show twice.
             self._writer = SummaryWriter(os.path.join(workdir, "tensorboard"),
-                                         purge_step=start_step + 1 if start_step else None)
+                                         purge_step=start_step + 1)
         except Exception as e:  # TensorBoard is a convenience; never a reason to stop training
             logging.warning("TensorBoard disabled: %s", e)
         if progress:

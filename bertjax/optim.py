@@ -204,8 +204,8 @@ def scale_by_adam(b1: float, b2: float, eps: float,
         return optax.scale_by_adam(b1, b2, eps)
 
     def init(params):
-        zeros = jax.tree.map(jnp.zeros_like, params)
-        return optax.ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=zeros,
+        return optax.ScaleByAdamState(count=jnp.zeros([], jnp.int32),
+                                      mu=jax.tree.map(jnp.zeros_like, params),
                                       nu=jax.tree.map(jnp.zeros_like, params))
 
     def update(updates, state, params=None):

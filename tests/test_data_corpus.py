@@ -37,6 +37,8 @@ def test_lines_as_sentences_reads_the_reference_format_as_it_stands(tmp_path):
                                        ["Next."]]
     assert list(split.documents())[0] == ["He came at 5 p.m.", "Then he left.", "Second line."]
     assert lines.identity == split.identity + ":lines"
+    with pytest.raises(ValueError, match="split_lines=False .* builtin corpus"):
+        corpus.open_corpus("builtin", split_lines=False)
 
 
 def test_bad_input_is_counted_and_good_text_survives(tmp_path, caplog):
@@ -103,7 +105,7 @@ def test_tfds_source_through_mock_data():
         c = corpus.open_corpus("tfds:lm1b:text:train")
         docs = list(c.documents())
         expected = [tfds.data_source("lm1b", split="train")[i]["text"] for i in range(7)]
-    assert c.identity == "tfds:lm1b/1.1.0:text:train:n=7"  # the version the source resolved
+    assert c.identity == "tfds:lm1b:text:train:n=7"
     got = [" ".join(d) for d in docs]
     assert len(docs) + c.skipped.counts["empty_document"] == 7
     assert got == [" ".join(corpus.split_sentences(t)) for t in expected if t.strip()]

@@ -126,10 +126,15 @@ def test_defaults_are_berts_adam_weight_decay_and_polynomial_schedule():
     assert np.abs(np.asarray(q["kernel"]) - expected["kernel"]).max() > 0.1 * moved
 
 
-def test_the_state_layout_does_not_depend_on_bias_correction():
-    """A checkpoint written under one setting restores under the other."""
-    params = {"w": jnp.zeros((4,))}
+@pytest.mark.parametrize("name", ["adamw", "lamb"])
+def test_the_state_layout_does_not_depend_on_bias_correction(name):
+    """A checkpoint written under one setting restores under the other, and under the chain
+    (clipping + optax.adamw / optax.lamb) that runs saved before the setting existed had."""
+    params = {"w": jnp.zeros((4,)), "bias": jnp.zeros((2,))}
     layouts = [jax.tree.structure(optim.make_optimizer(
-        config_lib.optimizer(bias_correction=flag, warmup_steps=0), 10).init(params))
+        config_lib.optimizer(name=name, bias_correction=flag, warmup_steps=0), 10).init(params))
         for flag in (False, True)]
-    assert layouts[0] == layouts[1]
+    core = getattr(optax, name)(optax.linear_schedule(0.0, 1.0, 5), weight_decay=0.01,
+                                mask=optim.decay_mask)
+    before = jax.tree.structure(optax.chain(optax.clip_by_global_norm(1.0), core).init(params))
+    assert layouts[0] == layouts[1] == before

@@ -236,12 +236,9 @@ class TfdsCorpus(Corpus):
         self.split_lines = split_lines
         self.skipped = SkipReport()
         self._source = None
-        n = len(self._data())
-        # The resolved name/version (lm1b/1.1.0) where the data source says it: a new version of
-        # the dataset is new content, so it gets new shards.
-        info = getattr(self._source, "dataset_info", None)
-        full_name = getattr(info, "full_name", None) or name
-        self.identity = f"tfds:{full_name}:{feature}:{split}:n={n}" + _lines_tag(split_lines)
+        # The name as given: pin a version in the spec (NAME:1.0.0) to tie the cache to it.
+        self.identity = (f"tfds:{name}:{feature}:{split}:n={len(self._data())}"
+                         + _lines_tag(split_lines))
 
     def _data(self):
         if self._source is None:
@@ -395,8 +392,13 @@ def open_corpus(spec: str, max_line_bytes: int = 1_000_000, split_lines: bool = 
 
     split_lines: config.data.split_lines, for files and TFDS records (see the module docstring)."""
     if not spec:
-        raise ValueError("config.data.corpus is empty; use 'builtin', a file glob or 'tfds:NAME:FEATURE'")
+        raise ValueError("config.data.corpus is empty; use 'builtin', a file glob or "
+                         "'tfds:NAME[:VERSION]:FEATURE[:SPLIT]'")
     if spec == "builtin":
+        if not split_lines:
+            raise ValueError("config.data.split_lines=False reads a file or TFDS corpus line by "
+                             "line; the builtin corpus has no lines to keep (docstrings are "
+                             "reflowed): leave it True")
         return BuiltinCorpus()
     if spec.startswith("tfds:"):
         return TfdsCorpus(*parse_tfds_spec(spec), split_lines=split_lines)

@@ -3,13 +3,15 @@
 A BERT tokenizer is: BertNormalizer (clean control characters, space out CJK characters, and when
 uncased lowercase + strip accents, unless strip_accents says otherwise) -> BertPreTokenizer (split
 on whitespace and punctuation) -> WordPiece ("##" continuation, [UNK] for words it cannot cover or
-longer than 200 characters) -> a post-processor adding [CLS] A [SEP] (type ids 0) and B [SEP]
-(type ids 1) for pairs.
+longer than 200 characters, Google's limit, for a tokenizer built from a vocab.txt or trained here;
+a tokenizer.json keeps the limit it was saved with, e.g. 100 in Hugging Face's and in bertjax's
+before 2026-11-22) -> a post-processor adding [CLS] A [SEP] (type ids 0) and B [SEP] (type ids 1)
+for pairs.
 
 On disk a tokenizer is a `vocab.txt` (one token per line, line number = id; Google's and HF's
 format) and a `tokenizer.json` (the `tokenizers` serialisation), plus a `tokenizer_config.json`
-with `do_lower_case` and `strip_accents` so that `transformers.BertTokenizer(Fast).from_pretrained`
-agrees. strip_accents None means "as lowercase" (google-research/bert's rule); a bool overrides it,
+with `do_lower_case` and `strip_accents` so that `transformers.BertTokenizerFast.from_pretrained`
+agrees (the slow BertTokenizer too, for words of at most 100 characters: its limit). strip_accents None means "as lowercase" (google-research/bert's rule); a bool overrides it,
 e.g. an uncased model that keeps accents.
 """
 
