@@ -156,16 +156,27 @@ def check_same_tokenizer(workdir: str, tokenizer_src: str | None) -> None:
                 "made with the first. Use a new --workdir, or the same tokenizer.")
 
 
-def write_run_files(workdir: str, config: ml_collections.ConfigDict, tokenizer_src: str | None):
+def write_run_files(workdir: str, config: ml_collections.ConfigDict, tokenizer_src: str | None,
+                    step: int = 0):
     """W/config.json and W/tokenizer/ (primary process only). The trainer calls it once the
-    run's checkpoint restored under `config` (check_compatible, check_same_tokenizer passed)."""
+    run's checkpoint restored under `config` (check_compatible, check_same_tokenizer passed).
+
+    A resumed run (step > 0) whose config changed keeps the old file as
+    W/config.before-step-<step>.json: the record of what trained the steps before."""
     if jax.process_index() != 0:
         return
     os.makedirs(workdir, exist_ok=True)
-    tmp = config_path(workdir) + ".tmp"
+    path = config_path(workdir)
+    text = config.to_json_best_effort(indent=2, sort_keys=True)
+    if step and os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            old = f.read()
+        if old != text:
+            os.replace(path, os.path.join(workdir, f"config.before-step-{step}.json"))
+    tmp = path + ".tmp"
     with open(tmp, "w") as f:
-        f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-    os.replace(tmp, config_path(workdir))
+        f.write(text)
+    os.replace(tmp, path)
     if tokenizer_src and os.path.abspath(tokenizer_src) != os.path.abspath(tokenizer_dir(workdir)):
         os.makedirs(tokenizer_dir(workdir), exist_ok=True)
         for name in ("vocab.txt", "tokenizer.json"):

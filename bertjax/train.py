@@ -163,14 +163,19 @@ def adopt_init_from_model(config: ml_collections.ConfigDict, explicit=(),
 
 def _load_init_from(path: str, task: tasks_base.Task, model_cfg, params: PyTree,
                     shardings: PyTree) -> PyTree:
-    """Replaces task.pretrained_keys subtrees of `params` with those of a pretrained model."""
+    """Replaces task.pretrained_keys subtrees of `params` with those of a pretrained model.
+
+    Subtrees the source never trained (extra["untrained"], e.g. the pooler of an imported
+    BertForMaskedLM) keep this run's own, seeded initialisation."""
     # A training workdir has config.json *and* checkpoints/ (an HF model dir has config.json only).
+    untrained = ()
     if os.path.isdir(os.path.join(path, "checkpoints")) and os.path.exists(
             ckpt_lib.config_path(path)):
         src_cfg, src_params, _, _ = ckpt_lib.restore_params(path)
     else:
         from bertjax import convert  # the interop helper's module
-        src_cfg, src_params, _ = convert.load_any(path)
+        src_cfg, src_params, _, extra = convert.load_any(path, with_extra=True)
+        untrained = tuple(extra.get(convert.UNTRAINED, ()))
     diffs = [f"model.{k}: {path} has {src_cfg.get(k)!r}, config has {model_cfg.get(k)!r}"
              for k in ckpt_lib.INIT_SHAPE_FIELDS if src_cfg.get(k) is not None
              and src_cfg.get(k) != model_cfg.get(k)]
@@ -193,8 +198,15 @@ def _load_init_from(path: str, task: tasks_base.Task, model_cfg, params: PyTree,
         except ValueError as e:
             raise ckpt_lib.CheckpointMismatchError(
                 f"config.init_from={path!r}: {key!r} parameters differ in structure/shape: {e}")
+        fresh = params[key]
         params[key] = jax.tree.map(lambda s, t, sh: jax.device_put(np.asarray(s, t.dtype), sh),
                                    src[key], target, shardings[key])
+        for name in untrained:  # "bert/pooler": keep the run's own initialisation
+            top, _, sub = name.partition("/")
+            if top == key and sub in fresh:
+                params[key] = {**params[key], sub: fresh[sub]}
+                logging.info("init_from: %s's %s was never trained; keeping a fresh one", path,
+                             name)
     return params
 
 
@@ -337,7 +349,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             # Only now, with the checkpoint restored (or the run started) under this config and
             # about to train, does W/config.json / tokenizer/ change: a rejected config, or a
             # rerun of a finished run that trains nothing, leaves the run's record as it was.
-            ckpt_lib.write_run_files(workdir, config, data.tokenizer_dir)
+            ckpt_lib.write_run_files(workdir, config, data.tokenizer_dir, step)
         total, window_start, window_steps, compiled = None, None, 0, None
         try:
             while stopped is None and step < config.num_train_steps:

@@ -79,10 +79,15 @@ def test_restore_params_and_resume_continue(run, corpus):
     assert summary["step"] == 8
     steps = [r["step"] for r in _records(workdir) if "train/loss" in r]
     assert steps == [2, 4, 6, 8]
+    # The config that trained steps 1-6 is kept beside the new one.
+    with open(os.path.join(workdir, "config.before-step-6.json")) as f:
+        assert json.load(f)["num_train_steps"] == 6
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert json.load(f)["num_train_steps"] == 8
     # TensorBoard is told to hide whatever an earlier attempt logged after the checkpoint.
     purges = [e.step for e in _events(os.path.join(workdir, "tensorboard"))
               if e.HasField("session_log") and e.session_log.status == e.session_log.START]
-    assert purges == [7]
+    assert purges == [1, 7]  # the first attempt (from scratch) and the resume at step 6
 
 
 def _events(directory):
