@@ -140,15 +140,18 @@ class Pretrained:
             if self.config.type_vocab_size < 2:
                 raise ValueError(f"this model has type_vocab_size={self.config.type_vocab_size}: "
                                  "no token type for the second text of a pair")
-        tok, saved = self.tokenizer, self.tokenizer.truncation
-        tok.enable_truncation(limit)  # set for this call only: the tokenizer is the user's too
-        try:
-            return tok.encode_batch(items)
-        finally:
-            if saved is None:
-                tok.no_truncation()
-            else:
-                tok.enable_truncation(**saved)
+        return self._truncating(limit).encode_batch(items)
+
+    def _truncating(self, limit: int) -> tokenizers.Tokenizer:
+        """A private copy of self.tokenizer that truncates to `limit` (one per limit): the user's
+        tokenizer is never changed, not even for the length of a call, so threads may share it."""
+        cache = self.__dict__.setdefault("_truncating_cache", {})
+        key = (id(self.tokenizer), limit)
+        if key not in cache:
+            tok = tokenizers.Tokenizer.from_str(self.tokenizer.to_str())
+            tok.enable_truncation(limit)
+            cache[key] = tok
+        return cache[key]
 
     def _max_length(self, max_length: int | None) -> int:
         cap = self.config.max_position_embeddings
