@@ -105,25 +105,26 @@ def test_defaults_are_berts_adam_weight_decay_and_polynomial_schedule():
     def lr_of(t):  # BERT's create_optimizer: warmup overrides polynomial_decay for t < W
         return 0.05 * t / 3 if t < 3 else 0.05 * (1 - t / total)
     expected = _bert_adam_weight_decay(params, grads_seq, lr_of)
-    p = {k: jnp.asarray(v, jnp.float32) for k, v in params.items()}
-    state = tx.init(p)
-    for grads in grads_seq:
-        updates, state = tx.update({k: jnp.asarray(g, jnp.float32) for k, g in grads.items()},
-                                   state, p)
-        p = optax.apply_updates(p, updates)
+    p = _apply(tx, params, grads_seq)
     for k in params:
         np.testing.assert_allclose(p[k], expected[k], rtol=1e-5, atol=1e-6, err_msg=k)
     moved = np.abs(expected["kernel"] - params["kernel"]).max()
     # Bias-corrected Adam would land elsewhere, by much more than the tolerance.
     tx_hf = optim.make_optimizer(config_lib.optimizer(learning_rate=0.05, warmup_steps=3,
                                                       bias_correction=True), total)
-    q = {k: jnp.asarray(v, jnp.float32) for k, v in params.items()}
-    state = tx_hf.init(q)
-    for grads in grads_seq:
-        updates, state = tx_hf.update({k: jnp.asarray(g, jnp.float32) for k, g in grads.items()},
-                                      state, q)
-        q = optax.apply_updates(q, updates)
+    q = _apply(tx_hf, params, grads_seq)
     assert np.abs(np.asarray(q["kernel"]) - expected["kernel"]).max() > 0.1 * moved
+
+
+def _apply(tx, params, grads_seq):
+    """params after tx's updates for each gradient of grads_seq, in float32."""
+    p = {k: jnp.asarray(v, jnp.float32) for k, v in params.items()}
+    state = tx.init(p)
+    for grads in grads_seq:
+        updates, state = tx.update({k: jnp.asarray(g, jnp.float32) for k, g in grads.items()},
+                                   state, p)
+        p = optax.apply_updates(p, updates)
+    return p
 
 
 @pytest.mark.parametrize("name", ["adamw", "lamb"])
