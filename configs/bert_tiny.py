@@ -4,16 +4,18 @@ This is the README's quick start:
 
   python -m bertjax.train --config configs/bert_tiny.py --workdir runs/bert_tiny
 
-Expected runtime: 3 min 28 s wall for `bash launch/quickstart.sh` from a fresh clone (virtualenv
+Expected runtime: 2 min 38 s wall for `bash launch/quickstart.sh` from a fresh clone (virtualenv
   install from a warm pip cache, WordPiece training, data preparation, compilation, 400 steps in
-  2 min 00 s at ~15k tokens/s, padded positions included), on a 2-core Intel Xeon @ 2.50GHz with
+  1 min 31 s at ~20k tokens/s, padded positions included), on a 2-core Intel Xeon @ 2.50GHz with
   no accelerator (2026-11-22).
-Expected result (seed 0, 4,692 builtin documents on Python 3.11.7; two runs from scratch on one
-  machine logged identical metrics at every step): train loss 8.44 (mean of steps 1-50) falling
-  to 6.46 (steps 351-400); the final evaluation printed at step 400: eval/loss 6.188,
-  eval/mlm_loss 5.63 (perplexity 279), eval/mlm_accuracy 0.115, eval/nsp_accuracy 0.75.
-  A tiny model on ~1M words: the point is a working pipeline and a falling loss, not a useful
-  model.
+Expected result (seed 0, 4,692 builtin documents on Python 3.11.7, google-research/bert's
+  optimizer; two runs from scratch logged identical metrics at every step): train loss 7.83 (mean
+  of steps 1-50) falling to 6.51 (steps 351-400); the final evaluation printed at step 400:
+  eval/loss 6.251, eval/mlm_loss 5.69 (perplexity 297), eval/mlm_accuracy 0.117,
+  eval/nsp_accuracy 0.75. Preparation warns that 73.8% of the NSP pairs have a random B (the
+  builtin corpus is full of one-sentence docstrings), so 0.75 is NSP's majority baseline: a
+  tiny model on ~1M words learns the MLM a little and NSP not at all; the point is a working
+  pipeline and a falling loss, not a useful model.
 
 Variants (`--config configs/bert_tiny.py:VARIANT`):
   smoke  a few steps at seq 32 with a 512-token vocab: checks a setup end to end in under a minute.
