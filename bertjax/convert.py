@@ -224,12 +224,10 @@ def _maybe_tokenizer(directory: str, lowercase: bool | None, cfg: ml_collections
         tok = tokenizer_lib.load_tokenizer(directory, lowercase)
     except tokenizer_lib.TokenizerError as e:
         raise ConvertError(str(e)) from None
-    needed = max(tok.get_vocab(with_added_tokens=True).values()) + 1  # ids 0 .. needed - 1
+    needed = tokenizer_lib.num_ids(tok)  # ids 0 .. needed - 1
     if needed > cfg.vocab_size:
-        vocab_file = next(os.path.join(directory, n) for n in ("tokenizer.json", "vocab.txt")
-                          if os.path.isfile(os.path.join(directory, n)))  # load_tokenizer's pick
         raise ConvertError(
-            f"{vocab_file}: the tokenizer has {needed} tokens but {cfg_path} gives the model "
+            f"{tokenizer_lib.tokenizer_file(directory)}: the tokenizer has {needed} tokens but {cfg_path} gives the model "
             f"vocab_size={cfg.vocab_size}: token ids {cfg.vocab_size}..{needed - 1} have no "
             "embedding row; is this the model's own tokenizer?")
     return tok
@@ -244,14 +242,14 @@ def _hf_model_config(cfg_path: str) -> ml_collections.ConfigDict:
 
 
 def _add_fresh_pooler(cfg: ml_collections.ConfigDict, tensors: dict[str, np.ndarray], where: str,
-                      sources: dict[str, str] | None = None) -> list[str]:
+                      sources: dict[str, str] | None = None) -> dict[str, list[str]]:
     """Gives a checkpoint saved without a pooler (BertForMaskedLM, ...) a fresh one, in place.
 
-    Returns the untrained subtrees: ["bert/pooler"], or [] when the checkpoint has a pooler (or
-    half of one, which hf_tensors_to_params reports as missing: that file is damaged).
+    Returns the model's extra: {UNTRAINED: ["bert/pooler"]}, or {} when the checkpoint has a
+    pooler (or half of one, which hf_tensors_to_params reports as missing: that file is damaged).
     """
     if any(name in tensors for name in POOLER_TENSORS):
-        return []
+        return {}
     d = cfg.hidden_size
     init = jax.nn.initializers.truncated_normal(cfg.initializer_range)  # model.BertModel's pooler
     kernel = np.asarray(init(jax.random.key(0), (d, d), np.float32))  # [in, out]
@@ -262,7 +260,7 @@ def _add_fresh_pooler(cfg: ml_collections.ConfigDict, tensors: dict[str, np.ndar
                     "initialised a fresh, untrained one; pretrained.embed refuses "
                     "pooling='pooler' on this model and export to Hugging Face leaves it out",
                     where, missing)
-    return ["bert/pooler"]
+    return {UNTRAINED: ["bert/pooler"]}
 
 
 def from_huggingface(directory: str, lowercase: bool | None = None) -> Loaded:
@@ -281,10 +279,9 @@ def _huggingface(directory: str, lowercase: bool | None):
         if canonical.endswith("position_ids"):
             continue
         tensors[canonical] = value
-    untrained = _add_fresh_pooler(cfg, tensors, where)
+    extra = _add_fresh_pooler(cfg, tensors, where)
     params = names.hf_tensors_to_params(cfg, tensors, where)
-    tok = _maybe_tokenizer(directory, lowercase, cfg, cfg_path)
-    return cfg, params, tok, {UNTRAINED: untrained} if untrained else {}
+    return cfg, params, _maybe_tokenizer(directory, lowercase, cfg, cfg_path), extra
 
 
 def to_huggingface(model_cfg: ml_collections.ConfigDict, params: Params,
@@ -421,10 +418,9 @@ def _google(directory: str, lowercase: bool | None):
         sources[hf_name] = name
     for hf_name in names.expected_hf_shapes(cfg):  # Missing tensors are named as Google names them.
         sources.setdefault(hf_name, names.hf_to_google_name(hf_name))
-    untrained = _add_fresh_pooler(cfg, tensors, prefix, sources)
+    extra = _add_fresh_pooler(cfg, tensors, prefix, sources)
     params = names.hf_tensors_to_params(cfg, tensors, prefix, sources)
-    tok = _maybe_tokenizer(directory, lowercase, cfg, cfg_path)
-    return cfg, params, tok, {UNTRAINED: untrained} if untrained else {}
+    return cfg, params, _maybe_tokenizer(directory, lowercase, cfg, cfg_path), extra
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from bertjax import config as config_lib
 from bertjax import flops as flops_lib
 from bertjax import host, metrics_log, optim, sharding, steps
 from bertjax import model as model_lib
+from bertjax.data import tokenizer as tokenizer_lib
 from bertjax.model import ConfigError
 from bertjax.tasks import base as tasks_base
 
@@ -250,7 +251,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     data = task.data(config, workdir, jax.process_index(), jax.process_count())
     if latest is not None:  # every process, so none goes on alone into the step's collectives
         ckpt_lib.check_same_tokenizer(workdir, data.tokenizer_dir)
-    vocab = data.tokenizer.get_vocab_size() if data.tokenizer is not None else 0
+    vocab = tokenizer_lib.num_ids(data.tokenizer) if data.tokenizer is not None else 0
     if vocab > config.model.vocab_size:
         raise ConfigError(f"the tokenizer has {vocab} tokens but config.model.vocab_size="
                           f"{config.model.vocab_size}; set config.model.vocab_size >= {vocab}")

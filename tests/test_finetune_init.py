@@ -48,17 +48,23 @@ def flat(tree, prefix=""):
     return out
 
 
-def test_encoder_starts_from_the_checkpoint(tmp_path, hf_pretraining_dir):
-    """One update with the embeddings and all layers frozen: the encoder is still the source's,
-    bit for bit, while the fresh head and the pooler moved."""
-    cfg = make_config(tmp_path, hf_pretraining_dir)
+def _one_frozen_update(tmp_path, source_dir):
+    """Fine-tunes one update from source_dir with the embeddings and every layer frozen; ->
+    (workdir, the source's "bert" params, the run's "bert" params, flattened; the run's params)."""
+    cfg = make_config(tmp_path, source_dir)
     cfg.optimizer.update(freeze_embeddings=True, freeze_layers=TINY_HF["num_hidden_layers"])
     workdir = str(tmp_path / "run")
     summary = train.train_and_evaluate(cfg, workdir)
     assert summary["step"] == 1 and "eval/accuracy" in summary["eval"]
-    _, source, _ = convert.load_any(str(hf_pretraining_dir))
+    _, source, _ = convert.load_any(str(source_dir))
     _, tuned, _, _ = ckpt_lib.restore_params(workdir)
-    src, got = flat(source["bert"]), flat(tuned["bert"])
+    return workdir, flat(source["bert"]), flat(tuned["bert"]), tuned
+
+
+def test_encoder_starts_from_the_checkpoint(tmp_path, hf_pretraining_dir):
+    """One update with the embeddings and all layers frozen: the encoder is still the source's,
+    bit for bit, while the fresh head and the pooler moved."""
+    workdir, src, got, tuned = _one_frozen_update(tmp_path, hf_pretraining_dir)
     frozen = [k for k in src if k.startswith(("embeddings/", "encoder/"))]
     assert len(frozen) > 10
     for k in frozen:
@@ -105,14 +111,7 @@ def test_fine_tunes_from_a_checkpoint_saved_without_a_pooler(tmp_path, tiny_toke
     model.save_pretrained(str(source_dir))
     for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json"):
         shutil.copy(tiny_tokenizer_dir / name, source_dir / name)
-    cfg = make_config(tmp_path, source_dir)
-    cfg.optimizer.update(freeze_embeddings=True, freeze_layers=TINY_HF["num_hidden_layers"])
-    workdir = str(tmp_path / "run")
-    summary = train.train_and_evaluate(cfg, workdir)
-    assert summary["step"] == 1 and "eval/accuracy" in summary["eval"]
-    _, source, _ = convert.load_any(str(source_dir))
-    _, tuned, _, _ = ckpt_lib.restore_params(workdir)
-    src, got = flat(source["bert"]), flat(tuned["bert"])
+    _, src, got, tuned = _one_frozen_update(tmp_path, source_dir)
     np.testing.assert_array_equal(got["encoder/layer_0/output/kernel"],
                                   src["encoder/layer_0/output/kernel"])
     assert got["pooler/kernel"].shape == (30, 30) and np.all(np.isfinite(got["pooler/kernel"]))

@@ -11,8 +11,9 @@ for pairs.
 On disk a tokenizer is a `vocab.txt` (one token per line, line number = id; Google's and HF's
 format) and a `tokenizer.json` (the `tokenizers` serialisation), plus a `tokenizer_config.json`
 with `do_lower_case` and `strip_accents` so that `transformers.BertTokenizerFast.from_pretrained`
-agrees (the slow BertTokenizer too, for words of at most 100 characters: its limit). strip_accents None means "as lowercase" (google-research/bert's rule); a bool overrides it,
-e.g. an uncased model that keeps accents.
+agrees (the slow BertTokenizer too, for words of at most 100 characters: its limit).
+strip_accents None means "as lowercase" (google-research/bert's rule); a bool overrides it, e.g.
+an uncased model that keeps accents.
 """
 
 from __future__ import annotations
@@ -159,9 +160,24 @@ def tokenizer_strip_accents(tok: tokenizers.Tokenizer) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
+# The files a directory's tokenizer is read from, in load_tokenizer's order of preference.
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt")
+
+
+def tokenizer_file(directory: str) -> str | None:
+    """The file load_tokenizer(directory) reads: tokenizer.json, else vocab.txt; None if neither."""
+    return next((os.path.join(directory, f) for f in TOKENIZER_FILES
+                 if os.path.isfile(os.path.join(directory, f))), None)
+
+
 def holds_tokenizer(directory: str) -> bool:
     """Whether directory has the files load_tokenizer reads (vocab.txt or tokenizer.json)."""
-    return any(os.path.isfile(os.path.join(directory, f)) for f in ("vocab.txt", "tokenizer.json"))
+    return tokenizer_file(directory) is not None
+
+
+def num_ids(tok: tokenizers.Tokenizer) -> int:
+    """How many embedding rows `tok` needs: its highest id + 1 (added tokens included)."""
+    return max(tok.get_vocab(with_added_tokens=True).values()) + 1
 
 
 def bundled_dir(path: str) -> str | None:
@@ -186,13 +202,10 @@ def load_tokenizer(path: str, lowercase: bool | None = None,
             lowercase = _lowercase_config(path)
         if strip_accents is None:
             strip_accents = _strip_accents_config(path)
-        json_path = os.path.join(path, "tokenizer.json")
-        if os.path.isfile(json_path):
-            return load_tokenizer(json_path, lowercase, strip_accents)
-        vocab_path = os.path.join(path, "vocab.txt")
-        if os.path.isfile(vocab_path):
-            return load_tokenizer(vocab_path, lowercase, strip_accents)
-        raise TokenizerError(f"{path}: no vocab.txt or tokenizer.json in this directory")
+        found = tokenizer_file(path)
+        if found is None:
+            raise TokenizerError(f"{path}: no vocab.txt or tokenizer.json in this directory")
+        return load_tokenizer(found, lowercase, strip_accents)
     if not os.path.isfile(path):
         raise TokenizerError(f"{path}: no such file")
     if path.endswith(".json"):
