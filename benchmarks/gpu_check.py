@@ -6,8 +6,10 @@ Two checks, each on fresh random inputs with padding (sequences of 512, 300, 128
 1. jax.nn.dot_product_attention with implementation="cudnn" and "xla" in bf16, and the
    einsum path, against a float32 XLA reference: ||out - ref|| / ||ref|| of the outputs and of
    the gradients wrt q, k, v.
-2. A 2-layer BERT-base-width BertForPreTraining in bf16, attention_impl cudnn vs xla vs einsum,
-   same parameters: relative difference of the MLM logits and of the loss gradient.
+   cuDNN is run both with the [B, 1, S, S] mask and with the sequence lengths the model passes.
+2. A 2-layer BERT-base-width BertForPreTraining in bf16, attention_impl cudnn (lengths) vs xla
+   vs einsum, same parameters: relative difference of the MLM logits and of the loss gradient
+   (a NaN from a padded row leaking into real ones would fail it).
 bf16 operands land between 1e-3 and 1e-2 against a float32 reference; cudnn must be no further
 from the reference than XLA's own bf16 path (within 2x). Prints one line per quantity and exits
 non-zero when a check fails.
@@ -48,6 +50,11 @@ def attention_check(seed: int) -> bool:
             logits = jnp.einsum("BTNH,BSNH->BNTS", q, k) / jnp.sqrt(h).astype(q.dtype)
             logits = jnp.where(mask, logits.astype(jnp.float32), jnp.finfo(jnp.float32).min)
             out = jnp.einsum("BNTS,BSNH->BTNH", jax.nn.softmax(logits, -1).astype(q.dtype), v)
+        elif impl == "cudnn_lengths":  # the model's cuDNN path: padding as lengths, no mask
+            lengths = jnp.asarray(LENGTHS, jnp.int32)
+            out = jax.nn.dot_product_attention(q, k, v, query_seq_lengths=lengths,
+                                               key_value_seq_lengths=lengths,
+                                               implementation="cudnn")
         else:
             out = jax.nn.dot_product_attention(q, k, v, mask=mask, implementation=impl)
         return jnp.sum(jnp.where(valid, out.astype(jnp.float32) * w, 0.0)), out
@@ -61,14 +68,16 @@ def attention_check(seed: int) -> bool:
 
     ref = run("xla", jnp.float32)
     errors = {impl: [rel(a, r) for a, r in zip(run(impl, jnp.bfloat16), ref)]
-              for impl in ("xla", "einsum", "cudnn")}
+              for impl in ("xla", "einsum", "cudnn", "cudnn_lengths")}
     ok = True
     for i, name in enumerate(("out", "dq", "dk", "dv")):
         e = {impl: errs[i] for impl, errs in errors.items()}
-        good = e["cudnn"] < 2e-2 and e["cudnn"] <= 2 * max(e["xla"], 1e-3)
+        good = all(e[c] < 2e-2 and e[c] <= 2 * max(e["xla"], 1e-3)
+                   for c in ("cudnn", "cudnn_lengths"))
         ok &= good
         print(f"attention bf16 {name}: rel err vs fp32  xla {e['xla']:.2e}  einsum "
-              f"{e['einsum']:.2e}  cudnn {e['cudnn']:.2e}  {'ok' if good else 'FAIL'}")
+              f"{e['einsum']:.2e}  cudnn mask {e['cudnn']:.2e}  cudnn lengths "
+              f"{e['cudnn_lengths']:.2e}  {'ok' if good else 'FAIL'}")
     return ok
 
 
@@ -81,6 +90,9 @@ def model_check(seed: int) -> bool:
     inputs = dict(input_ids=jnp.asarray(r.integers(1000, cfg.vocab_size, (b, s)) * keep),
                   token_type_ids=jnp.zeros((b, s), jnp.int32), attention_mask=jnp.asarray(keep),
                   masked_lm_positions=jnp.asarray(np.sort(r.choice(np.arange(1, 120), (b, 20)))))
+    # Only real positions count: padded rows' states differ by design between the paths (the
+    # mask path lets a padded query attend to itself; cuDNN's lengths skip it).
+    real = jnp.asarray(np.take_along_axis(keep, np.asarray(inputs["masked_lm_positions"]), 1))
     params = None
     results = {}
     for impl in ("xla", "einsum", "cudnn"):
@@ -92,7 +104,8 @@ def model_check(seed: int) -> bool:
 
         def loss(p, model=model):
             out = model.apply({"params": p}, **inputs)
-            return jnp.mean(out["mlm_logits"] ** 2), out["mlm_logits"]
+            logits = jnp.where(real[..., None], out["mlm_logits"], 0.0)
+            return jnp.mean(logits ** 2), logits
 
         (_, logits), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
         results[impl] = (np.asarray(logits), np.concatenate(

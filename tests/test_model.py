@@ -172,6 +172,49 @@ def test_attention_paths_agree():
         assert _rel(out, ref) < 1e-5, impl
 
 
+def _cudnn_on_cpu(monkeypatch):
+    """Runs attention_impl="cudnn" on the CPU: XLA's kernel takes the same lengths arguments."""
+    real = jax.nn.dot_product_attention
+
+    def xla_instead(*args, implementation=None, **kw):
+        if implementation == "cudnn":
+            assert kw["mask"] is None and kw["query_seq_lengths"] is not None
+            implementation = "xla"
+        return real(*args, implementation=implementation, **kw)
+    monkeypatch.setattr(jax.nn, "dot_product_attention", xla_instead)
+
+
+def test_cudnn_path_takes_lengths_and_matches_the_mask(monkeypatch):
+    _cudnn_on_cpu(monkeypatch)
+    ids, types, mask = _batch()
+    mask = mask.at[2].set(0)  # an all-padding row, as in a batch's filler
+    m, p = _init(_cfg())
+    ref = m.apply({"params": p}, ids, types, mask)
+    for deterministic in (True, False):  # False: attention dropout takes the einsum path
+        out = M.BertForPreTraining(_cfg(attention_impl="cudnn")).apply(
+            {"params": p}, ids, types, mask, deterministic=deterministic,
+            rngs={"dropout": jax.random.key(1)})
+        real = np.asarray(mask, bool)[..., None]
+        assert np.all(np.isfinite(out["sequence_output"]))
+        if deterministic:
+            assert _rel(np.where(real, out["sequence_output"], 0),
+                        np.where(real, ref["sequence_output"], 0)) < 1e-5
+            assert _rel(out["pooled_output"][:2], ref["pooled_output"][:2]) < 1e-5
+    lengths, right_padded = M.attention_padding(_cfg(attention_impl="cudnn"), mask)
+    np.testing.assert_array_equal(lengths, [13, 9, 1])
+    assert right_padded.tolist() == [True, True, True]
+
+
+def test_cudnn_path_poisons_a_mask_that_is_not_right_padded(monkeypatch):
+    _cudnn_on_cpu(monkeypatch)
+    ids, types, mask = _batch()
+    left = mask.at[1].set(mask[1][::-1])  # left-padded: lengths cannot describe it
+    m = M.BertForPreTraining(_cfg(attention_impl="cudnn"))
+    _, p = _init(_cfg())
+    out = np.asarray(m.apply({"params": p}, ids, types, left)["sequence_output"])
+    assert np.all(np.isnan(out[1])) and np.all(np.isfinite(out[[0, 2]]))
+
+
 def test_dropout_only_in_training():
     ids, types, mask = _batch()
     m, p = _init(_cfg())
