@@ -2,8 +2,13 @@
 # Issue 6's GPU figures in one call on a lent H100/H200 (the device tool; see docs/PERFORMANCE.md).
 #
 #   bash benchmarks/wheels_for_gpu.sh          # here, once: the wheels below into .whl/
-#   bash benchmarks/gpu_suite.sh PART...    PART: env | check | bench | peers | flags | profile |
-#                                                 recipe | attn | gelu
+#   bash benchmarks/gpu_suite.sh PART...    PART: env | check | bench | peers (= peers_base
+#                                                 peers_large) | flags | profile | recipe | attn |
+#                                                 gelu | more;  PROFILE_ONLY=large128 profiles
+#                                                 one shape
+#
+# Each BERT-large run takes ~85 s on an H100/H200 (mostly XLA's compile and GEMM autotuning):
+# pick parts to fit the device tool's 10-minute command limit.
 #
 # Uses the machine's own jax/jaxlib (CUDA) with what it lacks carried as wheels in .whl/ (gitignored;
 # fetch them with `pip download --no-deps` for the machine's Python): ml-collections, grain,
@@ -23,15 +28,13 @@ setup() {
   if [ -d .whl ]; then
     $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/ml_collections-*.whl .whl/grain-*.whl .whl/array_record-*.whl .whl/portpicker-*.whl
     $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/pins .whl/flax-*.whl .whl/optax-*.whl
-    $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/hf .whl/transformers-*.whl
+    # transformers 4.x (the last with Flax BERT) and the tokenizers / huggingface_hub it accepts
+    $PY -m pip install -q --no-index --no-deps --no-compile --target /tmp/hf .whl/transformers-*.whl \
+      .whl/tokenizers-*.whl .whl/huggingface_hub-*.whl
     export PYTHONPATH=$PWD:/tmp/site
   fi
-  if ! timeout 120 $PY -m bertjax.bench --config configs/bert_tiny.py --batch_size 8 --seq_len 128 \
-      --steps 5 --peers none --rounds 1 >"$OUT/smoke.log" 2>&1; then
-    echo "bertjax does not run on this machine's flax/optax; using the project's pins"
-    tail -5 "$OUT/smoke.log"
-    export PYTHONPATH=$PWD:/tmp/pins:/tmp/site
-  fi
+  # PINS=1: the project's flax and optax instead of the machine's (if bertjax does not run there).
+  if [ "${PINS:-0}" = 1 ]; then export PYTHONPATH=$PWD:/tmp/pins:/tmp/site; fi
 }
 
 # bench NAME TIMEOUT ARGS...: one bench run; the table to stdout, the JSON line to results.jsonl.
@@ -57,20 +60,25 @@ part_env() {
 
 part_check() { timeout 180 $PY benchmarks/gpu_check.py 2>&1 | grep -v -i warning | tee "$OUT/check.log"; }
 
-part_bench() {  # BERT-base and -large at 128 and 512, bf16, cuDNN attention, no remat; PyTorch
-  # (bf16 autocast, SDPA, fused AdamW) beside BERT-base at 128, with JAX held to 45% of the memory
-  XLA_PYTHON_CLIENT_MEM_FRACTION=0.45 bench base128 240 --config configs/bert_base.py \
-    --batch_size 256 --seq_len 128 "${CUDNN[@]}" --peers auto --rounds 1 --steps 10 --warmup 3
-  bench base512 150 --config configs/bert_base.py --batch_size 64 --seq_len 512 "${CUDNN[@]}" "${RUN[@]}"
+part_bench() {  # BERT-base and -large at 128 and 512, bf16, cuDNN attention, no remat
   bench large128 180 --config configs/bert_large.py --batch_size 256 --seq_len 128 "${CUDNN[@]}" "${RUN[@]}"
   bench large512 180 --config configs/bert_large.py --batch_size 64 --seq_len 512 "${CUDNN[@]}" "${RUN[@]}"
+  bench base128 150 --config configs/bert_base.py --batch_size 256 --seq_len 128 "${CUDNN[@]}" "${RUN[@]}"
+  bench base512 150 --config configs/bert_base.py --batch_size 64 --seq_len 512 "${CUDNN[@]}" "${RUN[@]}"
 }
 
-part_peers() {  # PyTorch beside BERT-large at 512 (half the batch: both share the GPU); HF Flax BERT
+part_peers() { part_peers_base; part_peers_large; }
+
+part_peers_base() {  # PyTorch (bf16 autocast, SDPA, fused AdamW) and HF Flax BERT beside BERT-base
+  # at 128, JAX held to 45% of the GPU's memory so that PyTorch has the rest
+  XLA_PYTHON_CLIENT_MEM_FRACTION=0.45 PYTHONPATH=$PYTHONPATH:/tmp/hf bench peers_base128 300 \
+    --config configs/bert_base.py --batch_size 256 --seq_len 128 "${CUDNN[@]}" \
+    --peers hf_flax,torch --rounds 1 --steps 10 --warmup 3
+}
+
+part_peers_large() {  # PyTorch beside BERT-large at 512
   XLA_PYTHON_CLIENT_MEM_FRACTION=0.45 bench peers_large512 300 --config configs/bert_large.py \
-    --batch_size 32 --seq_len 512 "${CUDNN[@]}" --peers torch --rounds 1 --steps 10 --warmup 3
-  PYTHONPATH=$PYTHONPATH:/tmp/hf bench hfflax_base128 300 --config configs/bert_base.py \
-    --batch_size 256 --seq_len 128 "${CUDNN[@]}" --peers hf_flax --rounds 1 --steps 10 --warmup 3
+    --batch_size 64 --seq_len 512 "${CUDNN[@]}" --peers torch --rounds 1 --steps 10 --warmup 3
 }
 
 part_flags() {  # cuBLAS for every matmul instead of XLA's Triton GEMM choices
@@ -83,6 +91,7 @@ part_flags() {  # cuBLAS for every matmul instead of XLA's Triton GEMM choices
 part_profile() {  # per-kernel trace + compiled HLO of two steps, kept under $OUT/prof_*
   for spec in "large128 configs/bert_large.py 256 128" "base512 configs/bert_base.py 64 512"; do
     set -- $spec
+    if [ -n "${PROFILE_ONLY:-}" ] && [ "$1" != "$PROFILE_ONLY" ]; then continue; fi
     echo "== profile $1"
     timeout 240 $PY benchmarks/profile_step.py --config "$2" --batch_size "$3" --seq_len "$4" \
       "${CUDNN[@]}" --steps 10 --profile --save_to "$OUT/prof_$1" 2>&1 | grep -v -i "warning\|^I[0-9]\|^W[0-9]" | tail -25
@@ -96,12 +105,17 @@ part_attn() {  # XLA's own attention (no custom call) against the cuDNN rows of 
     --config.model.attention_dropout_rate=0.0 --config.model.attention_impl=xla "${RUN[@]}"
 }
 
-part_gelu() {  # google-research/bert's tanh GELU, which cuBLASLt can apply in the GEMM epilogue
-  bench large128_tanh 180 --config configs/bert_large.py --batch_size 256 --seq_len 128 \
-    "${CUDNN[@]}" --config.model.hidden_act=gelu_tanh "${RUN[@]}"
+part_gelu() {  # google-research/bert's tanh GELU, which cuBLASLt applies in the GEMM epilogue
   XLA_FLAGS=--xla_gpu_enable_cublaslt=true bench large128_tanh_lt 180 \
     --config configs/bert_large.py --batch_size 256 --seq_len 128 "${CUDNN[@]}" \
     --config.model.hidden_act=gelu_tanh "${RUN[@]}"
+}
+
+part_more() {  # a larger batch; every flag that helped, with the tanh GELU
+  bench large128_b512 180 --config configs/bert_large.py --batch_size 512 --seq_len 128 "${CUDNN[@]}" "${RUN[@]}"
+  XLA_FLAGS="--xla_gpu_enable_cublaslt=true --xla_gpu_enable_cudnn_layer_norm=true" \
+    bench large128_tanh_lt_ln 180 --config configs/bert_large.py --batch_size 256 --seq_len 128 \
+    "${CUDNN[@]}" --config.model.hidden_act=gelu_tanh "${RUN[@]}"
 }
 
 part_recipe() {  # BERT's own attention dropout 0.1: the einsum attention path
@@ -110,6 +124,7 @@ part_recipe() {  # BERT's own attention dropout 0.1: the einsum attention path
 
 setup
 for part in "$@"; do "part_$part"; done
+(cd "$OUT" && ls *.log >/dev/null 2>&1 && tar czf logs.tgz *.log && rm -f *.log)
 echo "== results"
 [ -f "$OUT/results.jsonl" ] && $PY -c "
 import json

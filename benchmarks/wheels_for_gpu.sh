@@ -13,5 +13,7 @@ get() {
 # Pins from requirements*.txt where the project has them.
 get ml-collections==1.1.0 grain==0.2.18 array-record==0.8.6 flax==0.12.8 optax==0.2.8 \
   transformers==4.57.6
+# transformers 4.57 refuses the machine's tokenizers 0.23.2 and huggingface_hub 1.x
+get tokenizers==0.22.1 huggingface_hub==0.36.0
 get portpicker==1.6.0  # grain needs it; not in the project's pins (grain pulls it in here)
 ls -l .whl
