@@ -29,7 +29,9 @@ def model(**overrides) -> ml_collections.ConfigDict:
     c.dtype = "float32"  # Compute dtype: float32 | bfloat16 | float16; params stay float32.
     c.remat_policy = "none"  # Rematerialise each layer: none | full | dots | dots_all.
     c.scan_layers = False  # nn.scan over layers: compile time flat in num_layers.
-    c.attention_impl = "auto"  # auto | xla | cudnn (jax.nn.dot_product_attention) | einsum.
+    # auto | xla | cudnn (jax.nn.dot_product_attention) | einsum. cudnn takes the padding as
+    # sequence lengths: masks must be right-padded (bertjax's pipelines' are), else NaN outputs.
+    c.attention_impl = "auto"
     c.update(overrides)
     return c
 

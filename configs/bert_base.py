@@ -7,11 +7,12 @@ Command (a TPU pod slice; see launch/tpu_pod.sh):
 
 Phase 1 of BERT: 900k steps at sequence 128, then phase 2 (variant "phase2"): 100k steps at 512,
 initialised from phase 1 (--config.init_from=gs://BUCKET/runs/bert_base).
-Expected runtime: the train step alone, on one H100 80GB (bf16, cuDNN attention, which needs
---config.model.attention_dropout_rate=0.0; docs/PERFORMANCE.md): 56.6 ms at 256 x 128 (4523 seq/s),
-so phase 1 is ~14 h of steps; 61.3 ms at 64 x 512, so phase 2 at batch 256 is ~7 h (4x the
-batch-64 step). Data loading, evaluation and checkpoints come on top: read perf/steps_per_sec
-and perf/mfu in the first minutes of a run.
+Expected runtime: the train step alone, on one H200 (bf16, cuDNN attention, which needs
+--config.model.attention_dropout_rate=0.0 and attention_impl=cudnn; docs/PERFORMANCE.md): 50.9 ms
+at 256 x 128 (5032 seq/s), so phase 1 is ~13 h of steps; 54.9 ms at 64 x 512, so phase 2 at batch
+256 is ~6 h (4x the batch-64 step).
+Data loading, evaluation and checkpoints come on top: read perf/steps_per_sec and perf/mfu in the
+first minutes of a run.
 Expected result: MLM accuracy rising towards the ~0.6-0.7 range and NSP accuracy > 0.95 on
 held-out Wikipedia, as reported for BERT; the exact value depends on the corpus.
 

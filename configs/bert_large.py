@@ -7,11 +7,13 @@ Command (a TPU pod slice; see launch/tpu_pod.sh):
 
 Phase 1 of BERT: 900k steps at sequence 128, then phase 2 (variant "phase2"): 100k steps at 512,
 initialised from phase 1 (--config.init_from=gs://BUCKET/runs/bert_large).
-Expected runtime: the train step alone, on one H100 80GB (bf16, cuDNN attention, which needs
---config.model.attention_dropout_rate=0.0; docs/PERFORMANCE.md): 157.5 ms at 256 x 128 (1626 seq/s),
-so phase 1 is ~39 h of steps; 170.7 ms at 64 x 512, so phase 2 at batch 256 is ~19 h (4x the
-batch-64 step). Data loading, evaluation and checkpoints come on top: read perf/steps_per_sec
-and perf/mfu in the first minutes of a run.
+Expected runtime: the train step alone, on one H200 (bf16; docs/PERFORMANCE.md): with cuDNN
+attention, which needs --config.model.attention_dropout_rate=0.0 (attention_impl=cudnn), 147.4 ms
+at 256 x 128 (1737 seq/s), so phase 1 is ~37 h of steps; with BERT's attention dropout 0.1 (the
+default, einsum attention) 161.0 ms, ~40 h. 156.1 ms at 64 x 512 (cuDNN), so phase 2 at batch 256
+is ~17 h (4x the batch-64 step).
+Data loading, evaluation and checkpoints come on top: read perf/steps_per_sec and perf/mfu in the
+first minutes of a run.
 Expected result: MLM accuracy rising towards the ~0.6-0.7 range and NSP accuracy > 0.95 on
 held-out Wikipedia, as reported for BERT; the exact value depends on the corpus.
 
