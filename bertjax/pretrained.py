@@ -7,7 +7,8 @@
 
 `embed` tokenizes, truncates to `max_length`, pads each batch to one of a few bucketed shapes
 (powers of two) so that jit compiles once per bucket rather than once per batch, and pools over
-the real tokens only (padding never changes a text's vector). A text is a string or a
+the real tokens only (padding never changes a text's vector). Each batch's rows are split over
+all of this process's devices (e.g. every GPU of the host), the params replicated on each. A text is a string or a
 (text, text_pair) tuple, encoded as BERT and transformers encode pairs: token type 1 on "B [SEP]",
 and truncation cuts the longer of the two first.
 """
@@ -117,10 +118,22 @@ class Pretrained:
         return self._bert
 
     def _encoder_params(self):
+        """The encoder's params, replicated on every local device (batches split across them)."""
         if self._device_params is None:
             laid_out = model_lib.layout_params(self.params, self.config)
-            self._device_params = jax.device_put(laid_out["bert"])
+            self._device_params = jax.device_put(laid_out["bert"], self._sharding(replicated=True))
         return self._device_params
+
+    def _sharding(self, replicated: bool = False) -> jax.sharding.NamedSharding:
+        """Rows of a batch split over this process's devices (data parallel), or replicated."""
+        if "_mesh" not in self.__dict__:
+            self._mesh = jax.sharding.Mesh(np.array(jax.local_devices()), ("rows",))
+        spec = jax.sharding.PartitionSpec() if replicated else jax.sharding.PartitionSpec("rows")
+        return jax.sharding.NamedSharding(self._mesh, spec)
+
+    def _run(self, fn, params, *arrays: np.ndarray):
+        """fn(params, *arrays) with the arrays' rows split over the local devices."""
+        return fn(params, *jax.device_put(arrays, self._sharding()))
 
     def tokenize(self, texts: Sequence[Text], max_length: int | None = None) -> list[list[int]]:
         """texts -> [CLS] A [SEP] (or [CLS] A [SEP] B [SEP] for a pair) ids, each cut to max_length
@@ -173,6 +186,8 @@ class Pretrained:
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             rows = _bucket(len(chunk), batch_size, MIN_ROWS)
+            devices = self._sharding().mesh.size
+            rows = -(-rows // devices) * devices  # the same number of rows on every device
             cols = _bucket(max(lengths[i] for i in chunk), max_length, MIN_LENGTH)
             batch = np.full((rows, cols), 0 if pad is None else pad, np.int32)
             type_ids = np.zeros((rows, cols), np.int32)
@@ -207,7 +222,7 @@ class Pretrained:
         out = np.zeros((len(encodings), self.config.hidden_size), np.float32)
         params = self._encoder_params()
         for chunk, batch, type_ids, mask in self._batches(encodings, batch_size, limit):
-            vectors = np.asarray(self._pool(params, batch, type_ids, mask)[pooling])
+            vectors = np.asarray(self._run(self._pool, params, batch, type_ids, mask)[pooling])
             out[chunk] = vectors[: len(chunk)]
         if normalize:
             out /= np.maximum(np.linalg.norm(out, axis=-1, keepdims=True), 1e-12)
@@ -222,7 +237,7 @@ class Pretrained:
         out: list[Any] = [None] * len(encodings)
         params = self._encoder_params()
         for chunk, batch, type_ids, mask in self._batches(encodings, batch_size, limit):
-            states = np.asarray(self._sequence(params, batch, type_ids, mask))
+            states = np.asarray(self._run(self._sequence, params, batch, type_ids, mask))
             for r, i in enumerate(chunk):
                 out[i] = states[r, : len(encodings[i].ids)]
         return out

@@ -1,5 +1,8 @@
 """pretrained.load(...).embed(...): loads every format, pools over real tokens only, batches."""
 
+import json
+import os
+import subprocess
 import sys
 import types
 
@@ -179,3 +182,36 @@ def test_texts_that_are_neither_string_nor_pair_are_named(bert, bad, index, what
             call(bad)
     with pytest.raises(ValueError, match="max_length=2 leaves no room for a pair"):
         bert.embed([("a", "b")], max_length=2)
+
+
+_EIGHT_DEVICES = """
+import json, sys
+import jax
+import numpy as np
+from bertjax import pretrained
+assert jax.local_device_count() == 8
+bert = pretrained.load(sys.argv[1])
+texts = json.loads(sys.argv[2])
+out = {"mean": bert.embed(texts, batch_size=3).tolist(),
+       "encode": [a.tolist() for a in bert.encode(texts, batch_size=64)]}
+ids, types, mask = (np.zeros((8, 16), np.int32) for _ in range(3))
+params = bert._encoder_params()
+out["param_devices"] = len(jax.tree.leaves(params)[0].sharding.device_set)
+out["row_shards"] = len(bert._run(bert._sequence, params, ids, types, mask).addressable_shards)
+print("RESULT" + json.dumps(out))
+"""
+
+
+def test_embed_splits_batches_over_every_local_device(bert, hf_pretraining_dir):
+    """8 simulated devices: rows split over all of them, vectors equal to one device's."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=os.environ.get("XLA_FLAGS", "")
+               + " --xla_force_host_platform_device_count=8")
+    proc = subprocess.run([sys.executable, "-c", _EIGHT_DEVICES, str(hf_pretraining_dir),
+                           json.dumps(TEXTS)], env=env, capture_output=True, text=True,
+                          timeout=300, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    got = json.loads(proc.stdout.split("RESULT")[-1])
+    assert got["param_devices"] == 8 and got["row_shards"] == 8
+    np.testing.assert_allclose(got["mean"], bert.embed(TEXTS), atol=1e-5)
+    for a, b in zip(got["encode"], bert.encode(TEXTS)):
+        np.testing.assert_allclose(a, b, atol=1e-4)
