@@ -263,9 +263,12 @@ def _add_fresh_pooler(cfg: ml_collections.ConfigDict, tensors: dict[str, np.ndar
     return {UNTRAINED: ["bert/pooler"]}
 
 
-def from_huggingface(directory: str, lowercase: bool | None = None) -> Loaded:
-    """An HF BERT directory -> (model_cfg, canonical params, tokenizer or None)."""
-    return _huggingface(directory, lowercase)[:3]
+def from_huggingface(directory: str, lowercase: bool | None = None, *, with_extra: bool = False):
+    """An HF BERT directory -> (model_cfg, canonical params, tokenizer or None) [+ extra dict:
+    {"untrained": ["bert/pooler"]} when the checkpoint had no pooler; pass it on to
+    pretrained.Pretrained(extra=...) or save_bertjax so that the marker is not lost]."""
+    loaded = _huggingface(directory, lowercase)
+    return loaded if with_extra else loaded[:3]
 
 
 def _huggingface(directory: str, lowercase: bool | None):
@@ -381,9 +384,11 @@ def _google_checkpoint_prefix(directory: str) -> str:
                        "write the state file")
 
 
-def from_google(directory: str, lowercase: bool | None = None) -> Loaded:
-    """A google-research/bert directory -> (model_cfg, canonical params, tokenizer or None)."""
-    return _google(directory, lowercase)[:3]
+def from_google(directory: str, lowercase: bool | None = None, *, with_extra: bool = False):
+    """A google-research/bert directory -> (model_cfg, canonical params, tokenizer or None)
+    [+ extra dict, as from_huggingface's]."""
+    loaded = _google(directory, lowercase)
+    return loaded if with_extra else loaded[:3]
 
 
 def _google(directory: str, lowercase: bool | None):

@@ -538,6 +538,8 @@ def test_checkpoint_saved_without_a_pooler_gets_a_fresh_untrained_one(tmp_path, 
         d = tmp_path / head_class.__name__
         _save_without_pooler(d, head_class, tiny_tokenizer_dir, seed=3)
         assert convert.load_any(str(d), with_extra=True)[3] == {"untrained": ["bert/pooler"]}
+        assert convert.from_huggingface(str(d), with_extra=True)[3] == {
+            "untrained": ["bert/pooler"]}
 
     d = tmp_path / "mlm"
     mlm = _save_without_pooler(d, transformers.BertForMaskedLM, tiny_tokenizer_dir, seed=7)
