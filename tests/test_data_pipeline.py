@@ -248,6 +248,15 @@ def test_trained_tokenizer_is_cached(corpus_dir, tmp_path, caplog):
     with caplog.at_level(logging.INFO):
         pipeline.make_pretraining_data(cfg, seed=0, global_batch_size=8, workdir=str(tmp_path))
     assert "reusing trained vocabulary" in caplog.text and "reusing prepared shards" in caplog.text
+    # Reading lines as sentences changes the examples, not the words: the vocabulary is reused.
+    caplog.clear()
+    cfg.split_lines = False
+    with caplog.at_level(logging.INFO):
+        again = pipeline.make_pretraining_data(cfg, seed=0, global_batch_size=8,
+                                               workdir=str(tmp_path))
+    assert "reusing trained vocabulary" in caplog.text
+    assert "reusing prepared shards" not in caplog.text
+    assert again.tokenizer_dir == data.tokenizer_dir
 
 
 def test_prepare_command_reads_a_config_variant_like_train(corpus_dir, tmp_path, capsys):

@@ -95,9 +95,12 @@ def _sentences(line: str, split: bool) -> list[str]:
     return [line] if line else []
 
 
+_LINES_TAG = ":lines"
+
+
 def _lines_tag(split_lines: bool) -> str:
     """Part of a corpus identity (and so of the cache key); empty for the default."""
-    return "" if split_lines else ":lines"
+    return "" if split_lines else _LINES_TAG
 
 
 # --- skip accounting --------------------------------------------------------------------------------
@@ -134,6 +137,12 @@ class Corpus:
 
     identity: str
     skipped: SkipReport
+
+    @property
+    def words_identity(self) -> str:
+        """The identity of the corpus's words, whatever the sentence splitting: a WordPiece
+        vocabulary counts words, so split_lines does not change it (the vocabulary's cache key)."""
+        return self.identity.removesuffix(_LINES_TAG)
 
     def documents(self) -> Iterator[Document]:
         raise NotImplementedError

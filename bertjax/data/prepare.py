@@ -121,7 +121,7 @@ def resolve_tokenizer(cfg: ml_collections.ConfigDict, root: str,
         return tok, out
     corpus = corpus or open_corpus(cfg)
     out = os.path.join(root, "tokenizer-" + _key(
-        {"v": FORMAT_VERSION, "corpus": corpus.identity, "vocab_size": cfg.vocab_size,
+        {"v": FORMAT_VERSION, "corpus": corpus.words_identity, "vocab_size": cfg.vocab_size,
          "lowercase": cfg.lowercase}))
     if os.path.isdir(out):
         log.info("reusing trained vocabulary at %s", out)
