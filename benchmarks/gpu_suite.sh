@@ -12,9 +12,10 @@
 #
 # Uses the machine's own jax/jaxlib (CUDA) with what it lacks carried as wheels in .whl/ (gitignored;
 # fetch them with `pip download --no-deps` for the machine's Python): ml-collections, grain,
-# array-record, portpicker; the pinned flax and optax, used only when the machine's own do not run
-# bertjax; transformers<5 for Hugging Face's Flax BERT. Logs and one JSON line per bench run go
-# to $OUT.
+# array-record, portpicker; the pinned flax and optax, used only with PINS=1 (if the machine's own
+# do not run bertjax); transformers<5 for Hugging Face's Flax BERT, with the tokenizers and
+# huggingface_hub it accepts. Logs (tarred, logs.tgz) and one JSON line per bench run
+# (results.jsonl) go to $OUT.
 set -u
 OUT=${OUT:-/tmp/gpu_out}
 mkdir -p "$OUT"
@@ -76,9 +77,12 @@ part_peers_base() {  # PyTorch (bf16 autocast, SDPA, fused AdamW) and HF Flax BE
     --peers hf_flax,torch --rounds 1 --steps 10 --warmup 3
 }
 
-part_peers_large() {  # PyTorch beside BERT-large at 512
+part_peers_large() {  # PyTorch beside BERT-large at 512: batch 64 fits 45% of an H200, 32 of an H100
+  local mib b=32
+  mib=$(nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | head -1)
+  [ "${mib:-0}" -gt 100000 ] && b=64
   XLA_PYTHON_CLIENT_MEM_FRACTION=0.45 bench peers_large512 300 --config configs/bert_large.py \
-    --batch_size 64 --seq_len 512 "${CUDNN[@]}" --peers torch --rounds 1 --steps 10 --warmup 3
+    --batch_size $b --seq_len 512 "${CUDNN[@]}" --peers torch --rounds 1 --steps 10 --warmup 3
 }
 
 part_flags() {  # cuBLAS for every matmul instead of XLA's Triton GEMM choices

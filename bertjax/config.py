@@ -30,7 +30,8 @@ def model(**overrides) -> ml_collections.ConfigDict:
     c.remat_policy = "none"  # Rematerialise each layer: none | full | dots | dots_all.
     c.scan_layers = False  # nn.scan over layers: compile time flat in num_layers.
     # auto | xla | cudnn (jax.nn.dot_product_attention) | einsum. cudnn takes the padding as
-    # sequence lengths: masks must be right-padded (bertjax's pipelines' are), else NaN outputs.
+    # sequence lengths: masks must be right-padded (bertjax's pipelines' are), else NaN outputs
+    # (and a NaN loss for the batch).
     c.attention_impl = "auto"
     c.update(overrides)
     return c

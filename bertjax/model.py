@@ -225,8 +225,8 @@ class SelfAttention(nn.Module):
         if mask.ndim == 1:  # lengths of right-padded sequences
             if einsum:
                 mask = make_attention_mask(jnp.arange(s)[None, :] < mask[:, None])
-            else:
-                lengths, mask = mask, None
+            else:  # split over devices as the batch is (cuDNN's partitioner does not check)
+                lengths, mask = nn.with_logical_constraint(mask, ("batch",)), None
         if einsum:
             # jax.nn.dot_product_attention has no dropout; this path computes the same thing
             # with dropout on the probabilities, as google-research/bert does.
@@ -339,11 +339,13 @@ def attention_padding(cfg: ml_collections.ConfigDict, attention_mask: Array,
 
     With attention_impl="cudnn" and no packing segments, the [B] int32 lengths of the sequences:
     cuDNN's fused kernel then masks by length rather than reading a [B, 1, S, S] mask (BERT-large
-    at 128 on an H200: 149.5 -> ~146 ms a step; docs/PERFORMANCE.md). Lengths stand for
-    right-padded masks (every 1 before every 0), which every bertjax pipeline makes; the second
-    value is then a [B] bool, False for a sequence whose mask is not right-padded, which the
-    caller must poison (BertModel makes that sequence's outputs NaN rather than silently attending
-    to the wrong tokens). Otherwise the [B, 1, S, S] bool mask of `make_attention_mask`, and None.
+    at 256 x 128 on an H200: 149.5 -> 147.4 ms a step, within one run's spread of 143-163 ms;
+    docs/PERFORMANCE.md). Lengths stand for right-padded masks (every 1 before every 0), which
+    every bertjax pipeline makes; the second value is then a [B] bool, False for a sequence whose
+    mask is not right-padded, which the caller must poison: BertModel makes that sequence's
+    outputs NaN rather than silently attending to the wrong tokens, so the batch's loss and
+    gradients are NaN too and training stops at that step (unless skip_nonfinite). Otherwise the
+    [B, 1, S, S] bool mask of `make_attention_mask`, and None.
     """
     if cfg.attention_impl != "cudnn" or segment_ids is not None:
         return make_attention_mask(attention_mask, segment_ids), None
