@@ -227,9 +227,10 @@ def _maybe_tokenizer(directory: str, lowercase: bool | None, cfg: ml_collections
     needed = tokenizer_lib.num_ids(tok)  # ids 0 .. needed - 1
     if needed > cfg.vocab_size:
         raise ConvertError(
-            f"{tokenizer_lib.tokenizer_file(directory)}: the tokenizer has {needed} tokens but {cfg_path} gives the model "
-            f"vocab_size={cfg.vocab_size}: token ids {cfg.vocab_size}..{needed - 1} have no "
-            "embedding row; is this the model's own tokenizer?")
+            f"{tokenizer_lib.tokenizer_file(directory)}: the tokenizer has {needed} tokens but "
+            f"{cfg_path} gives the model vocab_size={cfg.vocab_size}: token ids "
+            f"{cfg.vocab_size}..{needed - 1} have no embedding row; is this the model's own "
+            "tokenizer?")
     return tok
 
 
@@ -239,6 +240,10 @@ def _hf_model_config(cfg_path: str) -> ml_collections.ConfigDict:
         raise ConvertError(f"{cfg_path}: field 'model_type'={raw_cfg['model_type']!r}: only "
                            "'bert' checkpoints can be imported")
     return _model_config(raw_cfg, cfg_path, HF_TO_OURS_ACT)
+
+
+def _google_model_config(cfg_path: str) -> ml_collections.ConfigDict:
+    return _model_config(_read_json(cfg_path), cfg_path, GOOGLE_TO_OURS_ACT)
 
 
 def _add_fresh_pooler(cfg: ml_collections.ConfigDict, tensors: dict[str, np.ndarray], where: str,
@@ -394,7 +399,7 @@ def from_google(directory: str, lowercase: bool | None = None, *, with_extra: bo
 def _google(directory: str, lowercase: bool | None):
     """from_google + the extra dict ({"untrained": [...]} for a fresh pooler)."""
     cfg_path = os.path.join(directory, "bert_config.json")
-    cfg = _model_config(_read_json(cfg_path), cfg_path, GOOGLE_TO_OURS_ACT)
+    cfg = _google_model_config(cfg_path)
     prefix = _google_checkpoint_prefix(directory)
     try:
         import tensorflow as tf  # pylint: disable=import-outside-toplevel
@@ -538,8 +543,7 @@ def model_config_of(path: str) -> ml_collections.ConfigDict:
     if kind == "huggingface":
         return _hf_model_config(os.path.join(path, "config.json"))
     if kind == "google":
-        cfg_path = os.path.join(path, "bert_config.json")
-        return _model_config(_read_json(cfg_path), cfg_path, GOOGLE_TO_OURS_ACT)
+        return _google_model_config(os.path.join(path, "bert_config.json"))
     from bertjax import checkpoint  # pylint: disable=import-outside-toplevel
     try:  # a training workdir: its run config, if its run saved a checkpoint
         checkpoint.require_checkpoint(path)

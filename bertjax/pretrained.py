@@ -8,9 +8,9 @@
 `embed` tokenizes, truncates to `max_length`, pads each batch to one of a few bucketed shapes
 (powers of two) so that jit compiles once per bucket rather than once per batch, and pools over
 the real tokens only (padding never changes a text's vector). Each batch's rows are split over
-all of this process's devices (e.g. every GPU of the host), the params replicated on each. A text is a string or a
-(text, text_pair) tuple, encoded as BERT and transformers encode pairs: token type 1 on "B [SEP]",
-and truncation cuts the longer of the two first.
+all of this process's devices (e.g. every GPU of the host), the params replicated on each. A text
+is a string or a (text, text_pair) tuple, encoded as BERT and transformers encode pairs: token
+type 1 on "B [SEP]", and truncation cuts the longer of the two first.
 """
 
 from __future__ import annotations
@@ -105,6 +105,9 @@ class Pretrained:
         self._bert = model_lib.BertModel(self.config)
         self._device_params = None
         self._pool, self._sequence, _ = _compiled(self.config.to_json(sort_keys=True))
+        # Batches are split along their rows over this process's devices (data parallel).
+        self._mesh = jax.sharding.Mesh(np.array(jax.local_devices()), ("rows",))
+        self._truncating_cache: dict = {}  # see _truncating
 
     @property
     def model(self) -> model_lib.BertModel | model_lib.BertForPreTraining:
@@ -125,9 +128,7 @@ class Pretrained:
         return self._device_params
 
     def _sharding(self, replicated: bool = False) -> jax.sharding.NamedSharding:
-        """Rows of a batch split over this process's devices (data parallel), or replicated."""
-        if "_mesh" not in self.__dict__:
-            self._mesh = jax.sharding.Mesh(np.array(jax.local_devices()), ("rows",))
+        """Rows of a batch split over this process's devices, or replicated."""
         spec = jax.sharding.PartitionSpec() if replicated else jax.sharding.PartitionSpec("rows")
         return jax.sharding.NamedSharding(self._mesh, spec)
 
@@ -158,13 +159,12 @@ class Pretrained:
     def _truncating(self, limit: int) -> tokenizers.Tokenizer:
         """A private copy of self.tokenizer that truncates to `limit` (one per limit): the user's
         tokenizer is never changed, not even for the length of a call, so threads may share it."""
-        cache = self.__dict__.setdefault("_truncating_cache", {})
         key = (id(self.tokenizer), limit)
-        if key not in cache:
+        if key not in self._truncating_cache:
             tok = tokenizers.Tokenizer.from_str(self.tokenizer.to_str())
             tok.enable_truncation(limit)
-            cache[key] = tok
-        return cache[key]
+            self._truncating_cache[key] = tok
+        return self._truncating_cache[key]
 
     def _max_length(self, max_length: int | None) -> int:
         cap = self.config.max_position_embeddings
@@ -183,10 +183,10 @@ class Pretrained:
         pad = self.tokenizer.token_to_id("[PAD]") if self.tokenizer is not None else 0
         lengths = [len(enc.ids) for enc in encodings]
         order = sorted(range(len(encodings)), key=lambda i: -lengths[i])
+        devices = self._mesh.size
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             rows = _bucket(len(chunk), batch_size, MIN_ROWS)
-            devices = self._sharding().mesh.size
             rows = -(-rows // devices) * devices  # the same number of rows on every device
             cols = _bucket(max(lengths[i] for i in chunk), max_length, MIN_LENGTH)
             batch = np.full((rows, cols), 0 if pad is None else pad, np.int32)

@@ -67,8 +67,8 @@ def _weighted_loss(sums: dict, den: dict) -> Array:
 
 
 def train_step(state: TrainState, batch: dict, base_key: Array, *, task: Task, model: nn.Module,
-               tx: optax.GradientTransformation, grad_accum_steps: int = 1, skip_nonfinite: bool = False
-               ) -> tuple[TrainState, dict[str, Any]]:
+               tx: optax.GradientTransformation, grad_accum_steps: int = 1,
+               skip_nonfinite: bool = False) -> tuple[TrainState, dict[str, Any]]:
     """One optimizer update on a global batch (rows: [batch_size, ...], split over data x fsdp)."""
     rng = jax.random.fold_in(base_key, state.step)  # no RNG in the state: a function of the step
     # Denominators of the whole batch: every micro-batch's gradient is already correctly scaled.
