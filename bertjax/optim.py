@@ -115,6 +115,15 @@ def learning_rate_schedule(opt_cfg: ml_collections.ConfigDict,
     return optax.join_schedules([warm, after], [warmup])
 
 
+def applied_updates(opt_state: PyTree) -> jax.Array:
+    """How many updates `opt_state` has taken: the learning-rate schedule's count.
+
+    It equals the step count unless `skip_nonfinite` kept the old state for some steps; the
+    update that made the latest applied step used `learning_rate_schedule(...)(count - 1)`."""
+    is_schedule = lambda path, _: getattr(path[-1], "tuple_name", "") == "ScaleByScheduleState"
+    return optax.tree_utils.tree_get(opt_state, "count", filtering=is_schedule)
+
+
 def decay_mask(params: PyTree) -> PyTree:
     """True for leaves that get weight decay: everything but biases and LayerNorm scales."""
     def decays(path, _):

@@ -373,9 +373,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                     scalars = steps.finalize(total)
                     total = None
                     train = {f"train/{k}": v for k, v in task.finalize_metrics(scalars).items()}
-                    # The rate of the update that made this step (optax counts from 0), not a
-                    # window mean: what a plot of the schedule should show.
-                    train["train/learning_rate"] = float(lr_schedule(step - 1))
+                    # The rate of the latest applied update (optax counts from 0), not a window
+                    # mean: what a plot of the schedule should show. Skipped (non-finite) steps
+                    # leave the schedule's count behind the step.
+                    applied = int(optim.applied_updates(state.opt_state))
+                    train["train/learning_rate"] = float(lr_schedule(max(applied - 1, 0)))
                     elapsed = time.perf_counter() - window_start
                     perf = {}
                     if window_steps and elapsed > 0:  # none when only the compiling step ran

@@ -10,6 +10,7 @@ import pytest
 
 import _tiny
 from bertjax import checkpoint as ckpt_lib
+from bertjax import optim
 from bertjax import train
 from bertjax.model import ConfigError
 
@@ -133,9 +134,16 @@ def test_skip_nonfinite_keeps_params_finite(corpus, tmp_path):
     config.optimizer.learning_rate = 1e30
     config.optimizer.grad_clip_norm = 0.0
     summary = train.train_and_evaluate(config, str(tmp_path))
-    assert summary["train"]["train/skipped_updates"] >= 1
+    skipped = summary["train"]["train/skipped_updates"]
+    assert skipped >= 1
     _, params, _, _ = ckpt_lib.restore_params(str(tmp_path))
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(params))
+    # The logged rate is that of the latest update applied, behind the step by the skipped ones.
+    schedule = optim.learning_rate_schedule(config.optimizer, config.num_train_steps)
+    applied = 4 - int(skipped)
+    assert summary["train"]["train/learning_rate"] == pytest.approx(
+        float(schedule(max(applied - 1, 0))))
+    assert float(schedule(max(applied - 1, 0))) != pytest.approx(float(schedule(3)))
 
 
 @pytest.mark.parametrize("field,value,message", [
