@@ -27,6 +27,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from bertjax import model as model_lib
+from bertjax import param_names
 
 PyTree = Any
 # Model fields that change the parameter tree's shapes or layout: a mismatch cannot be resumed.
@@ -51,8 +52,32 @@ class NoCheckpointError(FileNotFoundError):
     """A training workdir whose run has not saved a checkpoint (yet): nothing to load from it."""
 
 
+UNTRAINED = param_names.UNTRAINED
+
+
 def config_path(workdir: str) -> str:
     return os.path.join(workdir, "config.json")
+
+
+def untrained_path(workdir: str) -> str:
+    return os.path.join(workdir, "untrained.json")
+
+
+def read_untrained(workdir: str) -> list[str]:
+    """The parameter subtrees W's run leaves untrained (W/untrained.json; [] if not recorded)."""
+    path = untrained_path(workdir)
+    if not os.path.exists(path):
+        return []
+    try:
+        with open(path, encoding="utf-8") as f:
+            names = json.load(f)[UNTRAINED]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointMismatchError(f"{path} is unreadable ({e!r}): expected "
+                                      f'{{"{UNTRAINED}": [subtree names]}}') from None
+    if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+        raise CheckpointMismatchError(f"{path}: {UNTRAINED!r} must be a list of subtree names, "
+                                      f"got {names!r}")
+    return names
 
 
 def tokenizer_dir(workdir: str) -> str:
@@ -157,9 +182,10 @@ def check_same_tokenizer(workdir: str, tokenizer_src: str | None) -> None:
 
 
 def write_run_files(workdir: str, config: ml_collections.ConfigDict, tokenizer_src: str | None,
-                    step: int = 0):
-    """W/config.json and W/tokenizer/ (primary process only). The trainer calls it once the
-    run's checkpoint restored under `config` (check_compatible, check_same_tokenizer passed).
+                    step: int = 0, untrained: list[str] | None = None):
+    """W/config.json, W/untrained.json (the parameter subtrees the run leaves untrained) and
+    W/tokenizer/ (primary process only). The trainer calls it once the run's checkpoint restored
+    under `config` (check_compatible, check_same_tokenizer passed).
 
     A resumed run (step > 0) whose config changed keeps the old file as
     W/config.before-step-<step>.json: the record of what trained the steps before."""
@@ -173,10 +199,12 @@ def write_run_files(workdir: str, config: ml_collections.ConfigDict, tokenizer_s
             old = f.read()
         if old != text:
             os.replace(path, os.path.join(workdir, f"config.before-step-{step}.json"))
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    for target, content in ((path, text),
+                            (untrained_path(workdir), json.dumps({UNTRAINED: untrained or []}))):
+        tmp = target + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(content)
+        os.replace(tmp, target)
     if tokenizer_src and os.path.abspath(tokenizer_src) != os.path.abspath(tokenizer_dir(workdir)):
         os.makedirs(tokenizer_dir(workdir), exist_ok=True)
         for name in ("vocab.txt", "tokenizer.json"):
@@ -263,7 +291,8 @@ def restore_params(workdir: str, step: int | None = None
     """(model_cfg, canonical params as numpy, tokenizer_dir, extra) of a training workdir.
 
     Loads the latest (or the given) step's parameters only, without the optimizer state.
-    extra: {"task": ..., "step": ..., "config": the full run config dict}.
+    extra: {"task": ..., "step": ..., "config": the full run config dict, "untrained": the
+    subtrees the run left untrained}.
     Raises NoCheckpointError for a workdir with no saved step.
     """
     require_checkpoint(workdir)
@@ -290,5 +319,6 @@ def restore_params(workdir: str, step: int | None = None
         manager.close()
     params = model_lib.canonical_params(restored["state"]["params"])
     model_cfg = ml_collections.ConfigDict(run["model"])
-    extra = {"task": run.get("task"), "step": int(step), "config": run}
+    extra = {"task": run.get("task"), "step": int(step), "config": run,
+             UNTRAINED: read_untrained(workdir)}
     return model_cfg, params, tokenizer_dir(workdir), extra

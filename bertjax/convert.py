@@ -59,7 +59,7 @@ OPTIONAL_FIELDS = {"hidden_dropout_prob": "dropout_rate",
                    "attention_probs_dropout_prob": "attention_dropout_rate",
                    "layer_norm_eps": "layer_norm_eps", "initializer_range": "initializer_range"}
 IGNORED_SUFFIXES = ("adam_m", "adam_v", "global_step", "position_ids", "Adam", "Adam_1")
-UNTRAINED = "untrained"  # extra's key: parameter subtrees initialised at import, never trained
+UNTRAINED = names.UNTRAINED
 POOLER_TENSORS = ("pooler.dense.weight", "pooler.dense.bias")
 ConvertError = names.ConvertError
 
@@ -299,10 +299,15 @@ def to_huggingface(model_cfg: ml_collections.ConfigDict, params: Params,
 
     Returns the params exported: the encoder and the pretraining heads (task heads, which
     transformers' BERT classes do not share, are left out with a warning). untrained: the
-    model's extra["untrained"]; a pooler named there (initialised at import) is left out too, so
-    that transformers initialises it afresh as it would have, not load it as a trained one."""
+    model's extra["untrained"]; a pooler or head named there (initialised at import, or never
+    read by the run's loss) is left out too, so that transformers initialises it afresh as it
+    would have, not load it as a trained one."""
     from safetensors.numpy import save_file  # pylint: disable=import-outside-toplevel
     params = model_lib.canonical_params(params)
+    untrained_heads = sorted({"mlm", "nsp"} & set(params) & set(untrained))
+    if untrained_heads:
+        logging.warning("to_huggingface: not exporting %s: never trained", untrained_heads)
+        params = {k: v for k, v in params.items() if k not in untrained_heads}
     extra = sorted(set(params) - {"bert", "mlm", "nsp"})
     if extra:
         logging.warning("to_huggingface: not exporting task heads %s", extra)
@@ -316,8 +321,7 @@ def to_huggingface(model_cfg: ml_collections.ConfigDict, params: Params,
     hf_cfg = _hf_config(model_cfg, architecture, pad_id)
     tensors = names.params_to_hf_tensors(model_cfg, params)
     if "bert/pooler" in untrained:
-        logging.warning("to_huggingface: not exporting bert/pooler: it was initialised at import, "
-                        "never trained")
+        logging.warning("to_huggingface: not exporting bert/pooler: never trained")
         tensors = {k: v for k, v in tensors.items() if k not in POOLER_TENSORS}
         params = {**params, "bert": {k: v for k, v in params["bert"].items() if k != "pooler"}}
     if heads:  # A headed model's base lives under "bert.", the heads under "cls.".

@@ -20,6 +20,10 @@ import numpy as np
 from bertjax import model as model_lib
 
 Params = dict[str, Any]
+# A model's extra dict's key: parameter subtrees ("bert/pooler", "nsp") that were never trained:
+# initialised at import because the checkpoint lacked them, or left as initialised by a run whose
+# loss never read them (an MLM-only pretraining run's pooler).
+UNTRAINED = "untrained"
 
 
 class ConvertError(ValueError):

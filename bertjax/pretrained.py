@@ -206,17 +206,18 @@ class Pretrained:
         A pair is one input, [CLS] A [SEP] B [SEP] with token type 1 on "B [SEP]" (as transformers
         encodes it), e.g. a question and a passage.
         pooling: "mean" / "max" over the real tokens (with [CLS] and [SEP]), "cls" the final
-        hidden state of [CLS], "pooler" BERT's tanh pooler on it (refused for a checkpoint saved
-        without a pooler, e.g. by BertForMaskedLM). normalize: unit L2 rows.
+        hidden state of [CLS], "pooler" BERT's tanh pooler on it (refused for a checkpoint whose
+        pooler was never trained, e.g. one saved by BertForMaskedLM). normalize: unit L2 rows.
         max_length: tokens per text or pair after truncation (default max_position_embeddings).
         """
         if pooling not in POOLINGS:
             raise ValueError(f"pooling={pooling!r} is not one of {POOLINGS}")
         if pooling == "pooler" and "bert/pooler" in self.extra.get(convert.UNTRAINED, ()):
             raise ValueError(
-                "pooling='pooler': this checkpoint was saved without a pooler (e.g. by "
-                "transformers' BertForMaskedLM), so its pooler was initialised at import and "
-                "never trained: its vectors would be meaningless; use pooling='cls' or 'mean'")
+                "pooling='pooler': this checkpoint's pooler was never trained (saved without one, "
+                "e.g. by transformers' BertForMaskedLM, or trained by a run whose loss never "
+                "read it: MLM-only pretraining, tagging, span QA): its vectors would be "
+                "meaningless; use pooling='cls' or 'mean'")
         limit = self._max_length(max_length)
         encodings = self._encode(texts, limit)
         out = np.zeros((len(encodings), self.config.hidden_size), np.float32)

@@ -163,20 +163,20 @@ def adopt_init_from_model(config: ml_collections.ConfigDict, explicit=(),
 
 
 def _load_init_from(path: str, task: tasks_base.Task, model_cfg, params: PyTree,
-                    shardings: PyTree) -> PyTree:
+                    shardings: PyTree) -> tuple[PyTree, list[str]]:
     """Replaces task.pretrained_keys subtrees of `params` with those of a pretrained model.
 
     Subtrees the source never trained (extra["untrained"], e.g. the pooler of an imported
-    BertForMaskedLM) keep this run's own, seeded initialisation."""
+    BertForMaskedLM) keep this run's own, seeded initialisation. Returns (params, the subtrees
+    that start untrained: those, and optional ones the source lacks)."""
     # A training workdir has config.json *and* checkpoints/ (an HF model dir has config.json only).
-    untrained = ()
     if os.path.isdir(os.path.join(path, "checkpoints")) and os.path.exists(
             ckpt_lib.config_path(path)):
-        src_cfg, src_params, _, _ = ckpt_lib.restore_params(path)
+        src_cfg, src_params, _, extra = ckpt_lib.restore_params(path)
     else:
         from bertjax import convert  # the interop helper's module
         src_cfg, src_params, _, extra = convert.load_any(path, with_extra=True)
-        untrained = tuple(extra.get(convert.UNTRAINED, ()))
+    untrained = list(extra.get(ckpt_lib.UNTRAINED, ()))
     diffs = [f"model.{k}: {path} has {src_cfg.get(k)!r}, config has {model_cfg.get(k)!r}"
              for k in ckpt_lib.INIT_SHAPE_FIELDS if src_cfg.get(k) is not None
              and src_cfg.get(k) != model_cfg.get(k)]
@@ -189,6 +189,7 @@ def _load_init_from(path: str, task: tasks_base.Task, model_cfg, params: PyTree,
         if key not in src:
             if key in task.optional_pretrained_keys:
                 logging.info("init_from: %s has no %r subtree; keeping it fresh", path, key)
+                untrained.append(key)
                 continue
             raise ckpt_lib.CheckpointMismatchError(
                 f"config.init_from={path!r} has no {key!r} parameters (has {sorted(src)})")
@@ -208,7 +209,14 @@ def _load_init_from(path: str, task: tasks_base.Task, model_cfg, params: PyTree,
                 params[key] = {**params[key], sub: fresh[sub]}
                 logging.info("init_from: %s's %s was never trained; keeping a fresh one", path,
                              name)
-    return params
+    return params, untrained
+
+
+def _still_untrained(started: list[str], unused: tuple[str, ...]) -> list[str]:
+    """The subtrees of `started` (untrained at step 0) that the task's loss never reads."""
+    within = lambda name, tree: name == tree or name.startswith(tree + "/")
+    return sorted({name for name in started if any(within(name, u) for u in unused)}
+                  | {u for u in unused if any(within(u, name) for name in started)})
 
 
 def _host_global(tree: PyTree) -> PyTree:
@@ -278,18 +286,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         logging.info("resumed from %s step %d", checkpointer.directory, latest)
     else:
         state = built.init(init_key, dummy)
+        started_untrained = list(state.params)  # from scratch: every subtree
         if config.init_from:
-            params = _load_init_from(config.init_from, task, config.model, state.params,
-                                     param_sh)
+            params, started_untrained = _load_init_from(config.init_from, task, config.model,
+                                                        state.params, param_sh)
             state = state.replace(params=params, opt_state=jax.jit(
                 tx.init, out_shardings=state_sh.opt_state)(params))
+    # Subtrees that will leave this run untrained (e.g. the pooler of an MLM-only run), recorded
+    # in the workdir so that its readers (pretrained.embed, export) know; a resumed run keeps the
+    # record its first start made.
+    untrained = (ckpt_lib.read_untrained(workdir) if latest is not None
+                 else _still_untrained(started_untrained, task.unused_params()))
     with jax.set_mesh(mesh), nn.logical_axis_rules(rules):
         eval_step = jax.jit(functools.partial(steps.eval_step, task=task, model=model),
                             in_shardings=(param_sh, batch_in), out_shardings=replicated)
         accumulate = jax.jit(steps.accumulate)
         predict_step = _predict_step(task, model, abstract.params, dummy, param_sh, batch_in,
                                      batch_sharding)
-        tracker = best_lib.BestTracker(config, workdir, data.tokenizer, {"task": config.task})
+        tracker = best_lib.BestTracker(config, workdir, data.tokenizer,
+                                       {"task": config.task, ckpt_lib.UNTRAINED: untrained})
 
         step = int(jax.device_get(state.step))
         log = metrics_log.MetricsLog(workdir, config.num_train_steps, start_step=step,
@@ -350,7 +365,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             # Only now, with the checkpoint restored (or the run started) under this config and
             # about to train, does W/config.json / tokenizer/ change: a rejected config, or a
             # rerun of a finished run that trains nothing, leaves the run's record as it was.
-            ckpt_lib.write_run_files(workdir, config, data.tokenizer_dir, step)
+            ckpt_lib.write_run_files(workdir, config, data.tokenizer_dir, step, untrained)
         total, window_start, window_steps, compiled = None, None, 0, None
         try:
             while stopped is None and step < config.num_train_steps:

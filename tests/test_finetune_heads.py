@@ -95,3 +95,47 @@ def test_transfer_encoder_names_missing_and_mismatched_weights():
     with pytest.raises(heads.EncoderMismatchError,
                        match=r"bert/encoder/layer_0/intermediate/bias has shape \(41,\)"):
         heads.transfer_encoder(fresh, pre2)
+
+
+def _zero_gradient_subtrees(loss, params):
+    """The "top" / "top/sub" subtrees of params whose gradient of `loss` is exactly zero."""
+    grads = jax.jit(jax.grad(loss))(params)
+    zero = lambda tree: all(not np.any(np.asarray(g)) for g in jax.tree.leaves(tree))  # noqa: E731
+    out = {top for top in grads if zero(grads[top])}
+    out |= {f"{top}/{sub}" for top in grads if top not in out and isinstance(grads[top], dict)
+            for sub in grads[top] if zero(grads[top][sub])}
+    return sorted(out)
+
+
+@pytest.mark.parametrize("task_name, module", [
+    ("classification", heads.BertForSequenceClassification(CFG, num_labels=3)),
+    ("tagging", heads.BertForTokenClassification(CFG, num_labels=4)),
+    ("span_qa", heads.BertForQuestionAnswering(CFG)),
+])
+def test_a_task_declares_exactly_the_params_its_head_never_reads(task_name, module):
+    """The trainer records a task's unused subtrees as never trained (the pooler of a tagger
+    fine-tuned from an MLM-only model); the declaration must match the gradients."""
+    from bertjax.tasks import base
+    ids = _ids()
+    params = model_lib.unbox(module.init(jax.random.PRNGKey(0), ids)["params"])
+    loss = lambda p: sum(jnp.sum(jnp.sin(v)) for v in module.apply({"params": p}, ids).values())
+    declared = base.get_task(task_name).unused_param_paths
+    assert _zero_gradient_subtrees(loss, params) == sorted(declared)
+
+
+@pytest.mark.parametrize("next_sentence", [True, False])
+def test_pretraining_declares_the_pooler_and_nsp_unused_only_without_nsp(next_sentence):
+    from bertjax.tasks import base
+    cfg = config_lib.pretraining("tiny")
+    cfg.model = CFG
+    cfg.data.next_sentence = next_sentence
+    task = base.get_task("pretraining")(cfg)
+    model = task.build_model(CFG)
+    batch = task.dummy_batch(2, 11)
+    batch["input_ids"] = np.asarray(_ids())
+    batch["masked_lm_positions"][:] = np.arange(batch["masked_lm_positions"].shape[1]) % 11
+    batch["masked_lm_weights"][:] = 1.0
+    params = model_lib.unbox(task.init_params(model, jax.random.PRNGKey(0), batch))
+    loss = lambda p: sum(task.loss_fn(model, p, batch, jax.random.PRNGKey(1), True)[0].values())
+    assert _zero_gradient_subtrees(loss, params) == sorted(task.unused_params())
+    assert bool(task.unused_params()) is not next_sentence

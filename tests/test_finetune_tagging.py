@@ -43,6 +43,9 @@ def test_tagger_trains_and_predicts_per_word(tmp_path):
     summary = train.train_and_evaluate(cfg, workdir)
     assert summary["eval"]["eval/word_accuracy"] >= 0.9, summary["eval"]
     assert finetune_data.read_labels(workdir) == ["B-ANI", "O"]
+    # A tagger never reads the pooler: trained from scratch, it leaves it untrained, and says so.
+    from bertjax import checkpoint as ckpt_lib
+    assert ckpt_lib.read_untrained(workdir) == ["bert/pooler"]
 
     # Prediction-based evaluation maps first-piece predictions back to words and scores entities.
     # (Fed with the gold piece labels and with all-"O" predictions; bertjax.checkpoint's

@@ -196,6 +196,47 @@ def test_sigint_requests_a_checkpoint_and_a_second_one_kills():
     assert {s: signal.getsignal(s) for s in before} == before
 
 
+def test_an_mlm_only_run_records_its_pooler_and_nsp_head_as_untrained(run, corpus, tmp_path):
+    """Without NSP nothing reads the pooler or the NSP head: the workdir says so, and its readers
+    refuse the pooler's vectors and leave both out of an export."""
+    from safetensors.numpy import load_file
+    from bertjax import convert, pretrained
+    assert ckpt_lib.read_untrained(run[0]) == []  # MLM + NSP trains everything
+    assert ckpt_lib.restore_params(run[0])[3]["untrained"] == []
+    workdir = str(tmp_path / "mlm_only")
+    config = _tiny.tiny_config(*corpus, num_train_steps=2, checkpoint_every_steps=2,
+                               num_eval_batches=0)
+    config.data.next_sentence = False
+    train.train_and_evaluate(config, workdir)
+    assert ckpt_lib.read_untrained(workdir) == ["bert/pooler", "nsp"]
+    config.num_train_steps = 3  # a resumed run keeps its first start's record
+    train.train_and_evaluate(config, workdir)
+    assert ckpt_lib.read_untrained(workdir) == ["bert/pooler", "nsp"]
+
+    bert = pretrained.load(workdir)
+    with pytest.raises(ValueError, match="pooler was never trained.*MLM-only pretraining"):
+        bert.embed(["the cat sat"], pooling="pooler")
+    assert np.all(np.isfinite(bert.embed(["the cat sat"], pooling="cls")))
+    hf = str(tmp_path / "hf")
+    assert convert.main([workdir, hf, "--to", "huggingface"]) == 0
+    with open(os.path.join(hf, "config.json")) as f:
+        assert json.load(f)["architectures"] == ["BertForMaskedLM"]
+    exported = load_file(os.path.join(hf, "model.safetensors"))
+    assert not any("pooler" in k or "seq_relationship" in k for k in exported)
+    assert any(k.startswith("cls.predictions") for k in exported)
+
+
+@pytest.mark.parametrize("started, unused, left", [
+    (["bert", "mlm", "nsp"], ("bert/pooler", "nsp"), ["bert/pooler", "nsp"]),  # from scratch
+    (["bert", "mlm", "nsp"], (), []),                      # MLM + NSP trains everything
+    (["bert/pooler"], ("bert/pooler",), ["bert/pooler"]),  # a tagger from a BertForMaskedLM
+    (["bert/pooler", "nsp"], (), []),                      # NSP pretraining from an MLM-only run
+    ([], ("bert/pooler",), []),                            # a tagger from a trained pooler
+])
+def test_subtrees_stay_untrained_when_started_so_and_never_read(started, unused, left):
+    assert train._still_untrained(started, unused) == left
+
+
 def test_pretraining_from_init_from_keeps_its_vocabulary(run, tmp_path):
     """BERT's phase 2 on another corpus must not train a new vocabulary under the old
     embedding rows: init_from's tokenizer is used (and a different one given is refused)."""

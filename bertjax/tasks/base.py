@@ -92,6 +92,9 @@ class Task(abc.ABC):
     # `optional_pretrained_keys` (e.g. a pretraining head missing from an imported encoder).
     pretrained_keys: tuple[str, ...] = ("bert",)
     optional_pretrained_keys: tuple[str, ...] = ()
+    # Parameter subtrees ("nsp", "bert/pooler") that the loss never reads: training leaves them
+    # as they started, so one that started untrained stays so (see `unused_params`).
+    unused_param_paths: tuple[str, ...] = ()
 
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
@@ -105,6 +108,10 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def dummy_batch(self, batch_size: int, seq_len: int) -> Batch:
         """A batch with the real batch's keys, shapes and dtypes (zeros are fine)."""
+
+    def unused_params(self) -> tuple[str, ...]:
+        """Subtrees this run's loss gets no gradient for (default: `unused_param_paths`)."""
+        return self.unused_param_paths
 
     def init_params(self, model: nn.Module, rng: Array, batch: Batch) -> PyTree:
         """Boxed (logically partitioned) params. Default: model.init(rng, **model_inputs(batch))."""

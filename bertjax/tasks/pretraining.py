@@ -52,6 +52,10 @@ class PretrainingTask(base.Task):
     def next_sentence(self) -> bool:
         return bool(self.config.data.get("next_sentence", True))
 
+    def unused_params(self) -> tuple[str, ...]:
+        # Without NSP (MLM only) nothing reads the pooler or the NSP head.
+        return () if self.next_sentence else ("bert/pooler", "nsp")
+
     def build_model(self, model_cfg):
         return model_lib.BertForPreTraining(model_cfg)
 

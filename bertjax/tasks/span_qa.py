@@ -30,6 +30,7 @@ def options(**overrides) -> ml_collections.ConfigDict:
 
 @base.register_task("span_qa")
 class SpanQATask(base.Task):
+    unused_param_paths = ("bert/pooler",)  # heads on the token states, not on [CLS]
 
     def __init__(self, config):
         super().__init__(config)

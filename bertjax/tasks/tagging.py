@@ -28,6 +28,7 @@ def options(**overrides) -> ml_collections.ConfigDict:
 @base.register_task("tagging")
 class TaggingTask(finetune_data.LabelNames, base.Task):
     """config.tagging: see `options`; config.data: see finetune_data.data_config."""
+    unused_param_paths = ("bert/pooler",)  # heads on the token states, not on [CLS]
 
     def __init__(self, config: ml_collections.ConfigDict):
         super().__init__(config)
