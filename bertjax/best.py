@@ -36,6 +36,23 @@ BEST_FILE = "best.json"
 MODES = ("max", "min")
 
 
+USES = ("auto", "best", "latest")  # which of a workdir's checkpoints its readers load
+
+
+def chosen_best_dir(workdir: str, use: str = "auto") -> str | None:
+    """W/best/ when `use` picks it ("best", or "auto" with a best checkpoint kept), else None:
+    the latest step in W/checkpoints. Every reader of a workdir (predict, pretrained.load, the
+    converter) chooses by this one rule."""
+    if use not in USES:
+        raise ValueError(f"use must be one of {USES}, got {use!r}")
+    path = os.path.join(workdir, BEST_DIR)
+    kept = os.path.exists(os.path.join(path, "bertjax.json"))
+    if use == "best" and not kept:
+        raise FileNotFoundError(f"{path} holds no best checkpoint: the run kept none "
+                                "(config.eval_metric unset, or no evaluation yet); use 'latest'")
+    return path if kept and use != "latest" else None
+
+
 def read_best(workdir: str) -> dict | None:
     path = os.path.join(workdir, BEST_FILE)
     if not os.path.exists(path):

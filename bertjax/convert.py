@@ -561,10 +561,32 @@ def model_config_of(path: str) -> ml_collections.ConfigDict:
     return config_lib.model(**{k: v for k, v in fields.items() if k in known})
 
 
-def load_any(path: str, lowercase: bool | None = None, *, with_extra: bool = False):
-    """Any supported format -> (model_cfg, canonical params, tokenizer or None) [+ extra dict]."""
+def load_any(path: str, lowercase: bool | None = None, *, with_extra: bool = False,
+             use: str = "auto"):
+    """Any supported format -> (model_cfg, canonical params, tokenizer or None) [+ extra dict].
+
+    use: of a training workdir, "auto" loads W/best/ when the run kept one (as predict does),
+    else the latest step; "best" / "latest" force one (bertjax.best.chosen_best_dir)."""
+    from bertjax import best  # pylint: disable=import-outside-toplevel
     kind = detect_format(path)
+    if use not in best.USES:
+        raise ConvertError(f"use must be one of {best.USES}, got {use!r}")
+    if use != "auto" and kind != "workdir":
+        raise ConvertError(f"{path}: use={use!r} applies to a training workdir, not a {kind} "
+                           "model directory")
     extra: dict = {}
+    if kind == "workdir":
+        try:
+            best_dir = best.chosen_best_dir(path, use)
+        except FileNotFoundError as e:
+            raise ConvertError(str(e)) from None
+        if best_dir is not None:
+            logging.info("%s: loading its best checkpoint %s", path, best_dir)
+            cfg, params, tok, extra = _load_bertjax(best_dir, lowercase)
+            if tok is None and os.path.isdir(os.path.join(path, "tokenizer")):
+                tok = _maybe_tokenizer(os.path.join(path, "tokenizer"), lowercase, cfg,
+                                       os.path.join(path, "config.json"))
+            return (cfg, params, tok, extra) if with_extra else (cfg, params, tok)
     if kind == "bertjax":
         cfg, params, tok, extra = _load_bertjax(path, lowercase)
     elif kind == "huggingface":
@@ -600,10 +622,14 @@ def main(argv: list[str] | None = None) -> int:
                       help="force an uncased tokenizer")
     case.add_argument("--cased", dest="lowercase", action="store_false",
                       help="force a cased tokenizer")
+    parser.add_argument("--use", choices=("auto", "best", "latest"), default="auto",
+                        help="of a training workdir: its best checkpoint W/best/ when kept "
+                             "(auto, as predict), or force best / the latest step")
     args = parser.parse_args(argv)
     try:
         check_output_dir(args.dst)  # before loading: a large model takes a while to read
-        cfg, params, tok, extra = load_any(args.src, args.lowercase, with_extra=True)
+        cfg, params, tok, extra = load_any(args.src, args.lowercase, with_extra=True,
+                                           use=args.use)
         if args.to == "bertjax":
             save_bertjax(cfg, params, tok, args.dst, extra)
         else:

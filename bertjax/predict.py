@@ -74,10 +74,8 @@ def load_run(workdir: str, use: str = "auto") -> Run:
     labels = finetune_data.read_labels(workdir)
     if labels is not None and hasattr(task, "set_labels"):
         task.set_labels(labels)
-    best_dir = os.path.join(workdir, best_lib.BEST_DIR)
-    if use not in ("auto", "best", "latest"):
-        raise ValueError(f"use must be auto, best or latest, got {use!r}")
-    if use == "best" or (use == "auto" and os.path.exists(os.path.join(best_dir, "bertjax.json"))):
+    best_dir = best_lib.chosen_best_dir(workdir, use)
+    if best_dir is not None:
         from bertjax import convert  # pylint: disable=import-outside-toplevel
         model_cfg, params, _ = convert.load_bertjax(best_dir)
         source = best_dir
@@ -180,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", required=True, help="fine-tuning workdir W")
     parser.add_argument("--input", required=True, help=".csv / .tsv / .jsonl / SQuAD .json")
     parser.add_argument("--output", required=True, help="predictions, one JSON per line")
-    parser.add_argument("--use", default="auto", choices=("auto", "best", "latest"))
+    parser.add_argument("--use", default="auto", choices=best_lib.USES)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--on_bad_row", default="error", choices=("error", "skip"))
     args = parser.parse_args(argv)

@@ -248,9 +248,12 @@ class Pretrained:
         convert.save_bertjax(self.config, self.params, self.tokenizer, out_dir, self.extra)
 
 
-def load(path: str, lowercase: bool | None = None) -> Pretrained:
-    """Any checkpoint `convert.load_any` reads -> Pretrained; raises convert.ConvertError."""
-    cfg, params, tok, extra = convert.load_any(path, lowercase, with_extra=True)
+def load(path: str, lowercase: bool | None = None, use: str = "auto") -> Pretrained:
+    """Any checkpoint `convert.load_any` reads -> Pretrained; raises convert.ConvertError.
+
+    use: of a training workdir, "auto" takes its best checkpoint W/best/ when the run kept one
+    (as predict does), else the latest step; "best" / "latest" force one."""
+    cfg, params, tok, extra = convert.load_any(path, lowercase, with_extra=True, use=use)
     return Pretrained(cfg, params, tok, extra)
 
 

@@ -135,6 +135,13 @@ def test_trainer_logs_prediction_metrics_keeps_best_and_stops_early(tmp_path):
     assert run.source.endswith("best")
     # The early-stopped run resumes from its last checkpoint (step 2).
     assert ckpt_lib.restore_params(workdir)[3]["step"] == 2
+    # The other readers of a workdir choose as predict does, unless told otherwise.
+    from bertjax import pretrained
+    assert pretrained.load(workdir).extra["best"]["step"] == 1
+    assert convert.load_any(workdir, with_extra=True, use="latest")[3]["step"] == 2
+    assert pretrained.load(workdir, use="latest").tokenizer is not None
+    with pytest.raises(convert.ConvertError, match="applies to a training workdir"):
+        convert.load_any(os.path.join(workdir, "best"), use="latest")
 
 
 def test_predictions_carry_id_and_line_past_skipped_rows(tmp_path):

@@ -213,6 +213,8 @@ def test_an_mlm_only_run_records_its_pooler_and_nsp_head_as_untrained(run, corpu
     train.train_and_evaluate(config, workdir)
     assert ckpt_lib.read_untrained(workdir) == ["bert/pooler", "nsp"]
 
+    with pytest.raises(convert.ConvertError, match="holds no best checkpoint"):
+        pretrained.load(workdir, use="best")
     bert = pretrained.load(workdir)
     with pytest.raises(ValueError, match="pooler was never trained.*MLM-only pretraining"):
         bert.embed(["the cat sat"], pooling="pooler")
