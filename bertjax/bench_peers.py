@@ -104,11 +104,15 @@ def hf_flax_train(cfg, batch, opt_cfg, dtype: str) -> Callable[[], None]:
     import optax
     from transformers import FlaxBertForPreTraining
 
-    model = FlaxBertForPreTraining(hf_config(cfg), seed=0, dtype=getattr(jnp, dtype))
+    # _do_init=False and a jitted init: the default initialises eagerly, compiling each of its
+    # ~100 ops on its own (~25 s on a CPU, for any model size) before the first step.
+    model = FlaxBertForPreTraining(hf_config(cfg), seed=0, dtype=getattr(jnp, dtype),
+                                   _do_init=False)
     tx = optax.adamw(opt_cfg.learning_rate, b1=opt_cfg.b1, b2=opt_cfg.b2, eps=opt_cfg.eps,
                      weight_decay=opt_cfg.weight_decay)
-    params = model.params
-    opt_state = tx.init(params)
+    params = jax.jit(model.init_weights, static_argnums=1)(jax.random.key(0),
+                                                           batch["input_ids"].shape)
+    opt_state = jax.jit(tx.init)(params)
     labels = jnp.asarray(_dense_labels(batch))
     nsp = jnp.asarray(batch["next_sentence_labels"])
     inputs = {k: jnp.asarray(batch[k]) for k in ("input_ids", "token_type_ids", "attention_mask")}
