@@ -1,10 +1,11 @@
 """Hugging Face / Google TF BERT weights -> bertjax -> Hugging Face; the bertjax model directory.
 
   python -m bertjax.convert SRC DST [--to bertjax|huggingface] [--lowercase | --cased]
+      [--use auto|best|latest]
 
 SRC may be any format `load_any` detects: a bertjax directory, a Hugging Face directory
 (config.json + model.safetensors or pytorch_model.bin), a Google directory (bert_config.json +
-bert_model.ckpt.*), or a training workdir (checkpoints/). Every input this module cannot use raises
+bert_model.ckpt.*), or a training workdir (checkpoints/; its W/best/ when the run kept one). Every input this module cannot use raises
 `ConvertError` naming the file and the tensor or field; the CLI prints it and exits with status 2.
 
 All readers go through one intermediate form, HF-named tensors in HF's orientation; the mapping
@@ -36,6 +37,7 @@ import ml_collections
 import numpy as np
 import tokenizers
 
+from bertjax import best
 from bertjax import config as config_lib
 from bertjax import model as model_lib
 from bertjax import param_names as names
@@ -567,7 +569,6 @@ def load_any(path: str, lowercase: bool | None = None, *, with_extra: bool = Fal
 
     use: of a training workdir, "auto" loads W/best/ when the run kept one (as predict does),
     else the latest step; "best" / "latest" force one (bertjax.best.chosen_best_dir)."""
-    from bertjax import best  # pylint: disable=import-outside-toplevel
     kind = detect_format(path)
     if use not in best.USES:
         raise ConvertError(f"use must be one of {best.USES}, got {use!r}")
@@ -622,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
                       help="force an uncased tokenizer")
     case.add_argument("--cased", dest="lowercase", action="store_false",
                       help="force a cased tokenizer")
-    parser.add_argument("--use", choices=("auto", "best", "latest"), default="auto",
+    parser.add_argument("--use", choices=best.USES, default="auto",
                         help="of a training workdir: its best checkpoint W/best/ when kept "
                              "(auto, as predict), or force best / the latest step")
     args = parser.parse_args(argv)
