@@ -1,10 +1,16 @@
-"""The WordPiece tokenizer gives the ids of transformers.BertTokenizer (the slow, reference one)."""
+"""The WordPiece tokenizer gives google-research/bert's tokens (a reference written out below, and
+transformers' slow BertTokenizer, its port, where the two agree)."""
 
+import collections
 import json
 import os
+import random
+import unicodedata
 
 import pytest
+import tokenizers
 import transformers
+from tokenizers import normalizers
 
 from bertjax.data import tokenizer as tokenizer_lib
 
@@ -223,3 +229,310 @@ def test_uncased_tokenizer_that_keeps_accents_matches_transformers(tmp_path):
     # Cased on the command line: no lowercasing, and (strip_accents false) accents kept.
     cased = tokenizer_lib.load_tokenizer(str(src), lowercase=False)
     assert cased.encode("café Café").tokens[1] == "café"
+
+
+# google-research/bert's tokenizer (tokenization.py: BasicTokenizer, then WordpieceTokenizer),
+# written out here from its rules as the reference. transformers' slow BertTokenizer ports it but
+# differs three ways: its tokenize() lowercases the text character by character first (so Σ is
+# always σ); its BasicTokenizer deletes private-use (Co) and unassigned (Cn) characters too (its
+# _is_control takes every category "C*") and puts the text in NFC first (which shows where accents
+# are kept). So it serves only as a cross-check of this reference: its BasicTokenizer and
+# WordpieceTokenizer called directly, on text without Co or Cn characters and already in NFC.
+
+_GOOGLE_CJK = ((0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
+               (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F))
+
+
+def _google_deletes(c):
+    return c in "\x00\ufffd" or (unicodedata.category(c) in ("Cc", "Cf") and c not in "\t\n\r")
+
+
+def _google_space(c):
+    return c in "\t\n\r" or unicodedata.category(c) == "Zs"
+
+
+def _google_cjk(c):
+    return any(lo <= ord(c) <= hi for lo, hi in _GOOGLE_CJK)
+
+
+def _google_punctuation(c):
+    ascii_symbol = 33 <= ord(c) <= 47 or 58 <= ord(c) <= 64 or 91 <= ord(c) <= 96 or (
+        123 <= ord(c) <= 126)
+    return ascii_symbol or unicodedata.category(c).startswith("P")
+
+
+def _strip_accents(word):
+    return "".join(c for c in unicodedata.normalize("NFD", word)
+                   if unicodedata.category(c) != "Mn")
+
+
+def _split_punctuation(word):
+    """Each punctuation character is a word, and so is each run of other characters."""
+    words, run = [], ""
+    for c in word:
+        if _google_punctuation(c):
+            words += [run, c] if run else [c]
+            run = ""
+        else:
+            run += c
+    return words + [run] if run else words
+
+
+def _google_words(text, lowercase, strip_accents=None):
+    """BasicTokenizer: clean, space out CJK, split on whitespace, lowercase and strip accents each
+    word, split off punctuation. strip_accents: transformers' override (Google strips exactly when
+    lowercasing)."""
+    text = "".join(" " if _google_space(c) else c for c in text if not _google_deletes(c))
+    text = "".join(f" {c} " if _google_cjk(c) else c for c in text)
+    strip = lowercase if strip_accents is None else strip_accents
+    words = []
+    for word in text.split():
+        word = word.lower() if lowercase else word
+        words += _split_punctuation(_strip_accents(word) if strip else word)
+    return words
+
+
+def _google_wordpiece(word, vocab):
+    """Greedy longest match first, "##" inside a word; [UNK] for the whole word if a piece is
+    missing or the word is longer than 200 characters."""
+    if len(word) > tokenizer_lib.MAX_WORD_CHARS:
+        return ["[UNK]"]
+    pieces, start = [], 0
+    while start < len(word):
+        end = next((e for e in range(len(word), start, -1)
+                    if ("##" if start else "") + word[start:e] in vocab), None)
+        if end is None:
+            return ["[UNK]"]
+        pieces.append(("##" if start else "") + word[start:end])
+        start = end
+    return pieces
+
+
+def _google_tokens(text, vocab, lowercase, strip_accents=None):
+    return [piece for word in _google_words(text, lowercase, strip_accents)
+            for piece in _google_wordpiece(word, vocab)]
+
+
+def _write_vocab(vocab, directory):
+    path = directory / "vocab.txt"
+    path.write_text("".join(t + "\n" for t in sorted(vocab, key=vocab.get)), encoding="utf-8")
+    return str(path)
+
+
+def _words(pieces):
+    """WordPiece pieces joined back into words ("##" pieces onto the one before)."""
+    return "".join(p[2:] if p.startswith("##") else " " + p for p in pieces).strip()
+
+
+def _slow_tokens(slow, text):
+    return [piece for word in slow.basic_tokenizer.tokenize(text)
+            for piece in slow.wordpiece_tokenizer.tokenize(word)]
+
+
+def test_reference_agrees_with_transformers_slow_tokenizer_on_these_probes(tmp_path):
+    """The reference above, checked against transformers' port of the same code."""
+    vocab = {t: i for i, t in enumerate(list(tokenizer_lib.SPECIAL_TOKENS) + [
+        "hello", "world", "##s", ",", "!", "中", "文", "cafe", "café", "Hello", "eleve", "##ve"])}
+    _write_vocab(vocab, tmp_path)
+    # Not the probe with [MASK] and [SEP] in it: transformers keeps special tokens whole, Google's
+    # splits them as any text.
+    texts = [t for t in PROBES + CORPUS if "[" not in t] + ["Hello, worlds! 中文 Café", "ÉLÈVE"]
+    for lowercase in (True, False):
+        slow = _slow(tmp_path, lowercase)
+        for text in texts:
+            assert _google_tokens(text, vocab, lowercase) == _slow_tokens(slow, text), text
+
+
+# Characters to fuzz with: a sample of every general category (surrogates aside: `tokenizers`
+# takes only valid UTF-8), and the ones each rule is about.
+_HAND_PICKED = (
+    "abcXYZ019 \t\n\r\x00\x01\x1f\x7f\x85\ufffd\u00a0\u2028\u2029\u3000\u200b\u200d\u00ad\ufeff"
+    "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~¡¿«»‐–—…“”„\u166d\u2e53\u2e5d"  # punctuation, old and new
+    "ΣσςΑΒΓΔΟΌΆάόαβγδ\u0370\u0345ʰᵃ\u02bc\u0387ǅ"  # Greek, and cased + case-ignorable characters
+    "İıIiŞşßẞÉéÅåÑñ\u0301\u0308\u0327\u0898\u1ab0\U0001e4ec"  # Turkish, accents, newer Mn
+    "\ue000\uf8ff\U000f0000\U0010fffd\u0378\ufdd0\uffff\U00040000\U000e0080"  # Co, Cn
+    "가한ᄀ\u3042\u30a2")  # Hangul (NFD splits syllables), kana
+_CJK_EDGES = "".join(chr(c) for lo, hi in _GOOGLE_CJK for c in (lo - 1, lo, hi, hi + 1)) + (
+    "\U0002b820\U0002b8ff\U0002b91f\U0002b920\uf900\U0002f800")  # U+2B820-2B91F: HF's gap
+
+
+def _category_sample(rng, per_category):
+    by_category = collections.defaultdict(list)
+    for cp in range(0x110000):
+        if not 0xD800 <= cp <= 0xDFFF:
+            by_category[unicodedata.category(chr(cp))].append(chr(cp))
+    return [c for chars in by_category.values()
+            for c in rng.sample(chars, min(per_category, len(chars)))]
+
+
+def _same_in_both_unicode_versions(chars):
+    """The characters whose properties this Python's unicodedata and `tokenizers` (its own,
+    newer, Unicode data) agree on: Google's tokens are defined by the first, ours by the second,
+    so a character assigned or recategorised in between would differ for that reason alone."""
+    chars = [c for c in chars if c not in "\x00\x01"]
+
+    def marked(pattern):  # one character for one: out[i] is chars[i] or its mark
+        out = normalizers.Replace(tokenizers.Regex(pattern), "\x00").normalize_str("".join(chars))
+        return [o == "\x00" for o in out]
+
+    def mapped(normalizer):  # neither Lowercase nor NFD touches the separator
+        return normalizer.normalize_str("\x01".join(chars)).split("\x01")
+
+    def category(*names):
+        return [unicodedata.category(c) in names for c in chars]
+
+    # Python has no Cased / Case_Ignorable lookup, but str.lower() reveals them through Σ:
+    # after "A" + c it is final iff c is cased or case-ignorable, after c alone iff c is cased
+    # and not case-ignorable.
+    cased_only = [(c + "Σ").lower()[-1] == "ς" for c in chars]
+    ignorable = [("A" + c + "Σ").lower()[-1] == "ς" and not co for c, co in zip(chars, cased_only)]
+    checks = [
+        (marked(r"\p{Cc}"), category("Cc")), (marked(r"\p{Cf}"), category("Cf")),
+        (marked(r"\p{Zs}"), category("Zs")), (marked(r"\p{Mn}"), category("Mn")),
+        (marked(r"\p{Cn}"), category("Cn")), (marked(r"\p{Co}"), category("Co")),
+        (marked(r"\p{P}"), [unicodedata.category(c).startswith("P") for c in chars]),
+        (marked(r"[\p{Cased}&&\P{Case_Ignorable}]"), cased_only),
+        (marked(r"\p{Case_Ignorable}"), ignorable),
+        (mapped(normalizers.Lowercase()), [c.lower() for c in chars]),
+        (mapped(normalizers.NFD()), [unicodedata.normalize("NFD", c) for c in chars])]
+    same = [c for i, c in enumerate(chars) if all(ours[i] == py[i] for ours, py in checks)]
+    return same + ["\x00", "\x01"]  # the marks used here: Cc in every version
+
+
+def _fuzz_texts(seed=0, count=1500):
+    """Random short texts, mostly letters (Greek capitals often) with separators, and a third of
+    their characters from the whole pool, so that each rule meets the others."""
+    rng = random.Random(seed)
+    pool = _category_sample(rng, 40) + list(_HAND_PICKED + _CJK_EDGES)
+    same = _same_in_both_unicode_versions(pool)
+    assert len(same) > 0.9 * len(pool), "tokenizers' Unicode data is far from this Python's"
+    letters = "ΣΣΣΣΑΟΌάσςʰaBİÉ\u0301"
+    separators = " .'\u00ad\u200b\x01:\u0345-"
+    texts = []
+    for _ in range(count):
+        n = rng.randint(0, 24)
+        draws = rng.choices((letters, separators, same), weights=(4, 2, 3), k=n)
+        texts.append("".join(rng.choice(chars) for chars in draws))
+    return texts
+
+
+def _vocab_for(texts, rng):
+    """Every character the reference gives, alone and as "##" piece, and some whole words, with
+    one character in ten left out so that [UNK] comes up too."""
+    words = {w for t in texts for lowercase in (True, False) for w in _google_words(t, lowercase)}
+    chars = sorted({c for w in words for c in w})
+    chars = [c for c in chars if rng.random() > 0.1]
+    extra = sorted(w for w in words if 1 < len(w) <= 4 and rng.random() < 0.3)
+    tokens = list(tokenizer_lib.SPECIAL_TOKENS) + chars + ["##" + c for c in chars] + extra
+    return {t: i for i, t in enumerate(dict.fromkeys(tokens))}
+
+
+@pytest.fixture(scope="module")
+def fuzz():
+    texts = _fuzz_texts()
+    return texts, _vocab_for(texts, random.Random(1))
+
+
+@pytest.mark.parametrize("lowercase,strip_accents", [(True, None), (False, None), (True, False)],
+                         ids=["uncased", "cased", "uncased-keeps-accents"])
+def test_fuzzed_text_gives_google_bert_tokens(fuzz, lowercase, strip_accents):
+    texts, vocab = fuzz
+    tok = tokenizer_lib.from_vocab(vocab, lowercase, strip_accents=strip_accents)
+    ours = tok.encode_batch(texts, add_special_tokens=False)
+    for text, enc in zip(texts, ours):
+        assert enc.tokens == _google_tokens(text, vocab, lowercase, strip_accents), ascii(text)
+
+
+def test_fuzzed_reference_agrees_with_transformers_slow_tokenizer(fuzz, tmp_path):
+    """Cross-check of the reference on the texts where transformers' port means to agree (see
+    above: no private-use or unassigned characters, NFC)."""
+    texts, vocab = fuzz
+    _write_vocab(vocab, tmp_path)
+    def meant_to_agree(text):
+        cleaned = "".join(c for c in text if not _google_deletes(c))
+        return unicodedata.normalize("NFC", cleaned) == cleaned and not any(
+            unicodedata.category(c) in ("Co", "Cn") for c in text)
+
+    kept = [t for t in texts if meant_to_agree(t)]
+    assert len(kept) > len(texts) // 3
+    for lowercase in (True, False):
+        slow = _slow(tmp_path, lowercase)
+        for text in kept:
+            assert _slow_tokens(slow, text) == _google_tokens(text, vocab, lowercase), ascii(text)
+
+
+def test_saved_tokenizer_gives_the_same_ids_in_transformers_fast_tokenizer(fuzz, tmp_path):
+    texts, vocab = fuzz
+    for lowercase in (True, False):
+        tok = tokenizer_lib.from_vocab(vocab, lowercase)
+        out = tmp_path / str(lowercase)
+        tokenizer_lib.save_tokenizer(tok, str(out))
+        fast = transformers.BertTokenizerFast.from_pretrained(str(out))
+        assert fast(texts)["input_ids"] == [e.ids for e in tok.encode_batch(texts)]
+        again = tokenizer_lib.load_tokenizer(str(out / "tokenizer.json"))
+        assert tokenizer_lib.tokenizer_lowercase(again) is lowercase
+        assert again.to_str() == tok.to_str()
+
+
+def _encode_words(tok, text):
+    return tok.encode(text, add_special_tokens=False).tokens
+
+
+@pytest.fixture(scope="module")
+def spelled():
+    """A vocabulary that spells out every character the cases below give."""
+    chars = sorted(set("abcxyzσςαοδιεʰ'.:-") | set("\ue000\U000f0000\u0378\U0002b820\U0002b91f"))
+    tokens = list(tokenizer_lib.SPECIAL_TOKENS) + chars + ["##" + c for c in chars] + [
+        "\U0002b820\U0002b91f"]
+    return {t: i for i, t in enumerate(tokens)}
+
+
+def test_private_use_and_unassigned_characters_stay_in_their_word(spelled):
+    """Google's _clean_text deletes only Cc and Cf (BertNormalizer also deletes Co)."""
+    tok = tokenizer_lib.from_vocab(spelled, lowercase=True)
+    for text in ["a\ue000b", "a\U000f0000b", "a\u0378b"]:
+        assert _encode_words(tok, text) == ["a", "##" + text[1], "##b"]
+        assert _encode_words(tok, text) == _google_tokens(text, spelled, True)
+    assert _encode_words(tok, "a\u200bb\x07c\ufffd") == ["a", "##b", "##c"]  # Cf, Cc, U+FFFD
+
+
+@pytest.mark.parametrize("text,expect", [
+    ("ΟΔΟΣ", "οδος"), ("ΟΔΟΣ.", "οδος ."), ("ΣΑΣ", "σας"), ("Σ", "σ"), ("Σ.Σ", "σ . ς"),
+    ("ΑΣ'", "ας '"), ("Α'Σ", "α ' ς"), ("ΑΣʰ", "αςʰ"), ("ΑʰΣ", "αʰς"), ("ʰΣ", "ʰσ"),
+    ("ΌΣ", "ος"), ("Ο\u0301Σ", "ος"), ("ΟΣ\u0301", "ος"),  # accents, composed and not
+    ("Α\u00adΣΒ", "ασβ"), ("ΑΣ\u00adΒ", "ασβ"), ("ΑΣ\x01", "ας"), ("Α\x01Σ", "ας"),
+    ("ΑΣ\x01Β", "ασβ"),
+    ("İΣ", "iς"), ("ΑΣ 中", "ας 中"), ("ΑΣ\U0002b820", "ας \U0002b820"), ("1Σ", "1σ")])
+def test_capital_sigma_lowercases_as_python_does(text, expect):
+    """str.lower() (Google's) gives the final ς after a cased letter, skipping case-ignorable
+    characters (' . ʰ and accents), unless a cased letter follows in the same way. Cleaning comes
+    first: U+00AD and U+0001 are gone before lowercasing."""
+    assert " ".join(_google_words(text, True)) == expect  # the reference is right about it
+    chars = sorted(set(expect) - {" "})
+    vocab = {t: i for i, t in enumerate(list(tokenizer_lib.SPECIAL_TOKENS) + chars
+                                        + ["##" + c for c in chars])}
+    tok = tokenizer_lib.from_vocab(vocab, lowercase=True)
+    assert _words(_encode_words(tok, text)) == expect
+
+
+def test_cjk_extension_e_characters_are_words(spelled):
+    """U+2B820-U+2B91F are in Google's _is_chinese_char ranges (BertNormalizer's stop short)."""
+    for lowercase in (True, False):
+        tok = tokenizer_lib.from_vocab(spelled, lowercase)
+        text = "a\U0002b820\U0002b91fb"
+        assert _encode_words(tok, text) == ["a", "\U0002b820", "\U0002b91f", "b"]
+        assert _encode_words(tok, text) == _google_tokens(text, spelled, lowercase)
+
+
+def test_an_old_tokenizer_json_gets_the_google_normalizer_and_keeps_its_ids(spelled, tmp_path):
+    """A tokenizer.json with a BertNormalizer (Hugging Face's; bertjax's own until 2026-11-22) is
+    read for its vocabulary and settings; the normalizer is bertjax's."""
+    old = tokenizers.Tokenizer(tokenizers.models.WordPiece(spelled, unk_token="[UNK]"))
+    old.normalizer = normalizers.BertNormalizer(lowercase=True)
+    old.pre_tokenizer = tokenizers.pre_tokenizers.BertPreTokenizer()
+    old.save(str(tmp_path / "tokenizer.json"))
+    tok = tokenizer_lib.load_tokenizer(str(tmp_path / "tokenizer.json"))
+    assert tok.get_vocab() == spelled
+    assert tokenizer_lib.tokenizer_lowercase(tok) is True
+    assert tokenizer_lib.tokenizer_strip_accents(tok) is None
+    assert _encode_words(tok, "ΟΔΟΣ a\ue000") == ["ο", "##δ", "##ο", "##ς", "a", "##\ue000"]

@@ -1,19 +1,44 @@
 """WordPiece tokenization with the semantics of google-research/bert, on Hugging Face `tokenizers`.
 
-A BERT tokenizer is: BertNormalizer (clean control characters, space out CJK characters, and when
-uncased lowercase + strip accents, unless strip_accents says otherwise) -> BertPreTokenizer (split
-on whitespace and punctuation) -> WordPiece ("##" continuation, [UNK] for words it cannot cover or
-longer than 200 characters, Google's limit, for a tokenizer built from a vocab.txt or trained here;
-a tokenizer.json keeps the limit it was saved with, e.g. 100 in Hugging Face's and in bertjax's
-before 2026-11-22) -> a post-processor adding [CLS] A [SEP] (type ids 0) and B [SEP] (type ids 1)
-for pairs.
+A BERT tokenizer gives the tokens of google-research/bert's tokenization.py (BasicTokenizer, then
+WordpieceTokenizer), built from `tokenizers`' own normalizers and pre-tokenizers only, so that it
+serialises into a tokenizer.json that `transformers.BertTokenizerFast` loads as it is:
+
+- normalizer: delete control (Cc) and format (Cf) characters, NUL and U+FFFD, keeping \t \n \r;
+  turn \t \n \r and space separators (Zs) into a space. Private-use (Co) and unassigned (Cn)
+  characters stay, as in Google's; Hugging Face's BertNormalizer deletes private-use ones.
+  When lowercasing: Python's str.lower(), i.e. a capital sigma becomes the final form ς when the
+  nearest character before it that is not case-ignorable is cased and the nearest one after it
+  (if any) is not (BertNormalizer always gives σ). When stripping accents (after lowercasing, as
+  Google does): NFD, then delete nonspacing marks (Mn).
+- pre-tokenizer: split on whitespace (dropped), then make each punctuation character (category P,
+  or ASCII other than letters and digits) and each CJK ideograph (Google's _is_chinese_char blocks,
+  U+2B820-U+2B91F included, which BertNormalizer's handle_chinese_chars leaves out) a word.
+- model: WordPiece ("##" continuation, [UNK] for words it cannot cover or longer than 200
+  characters, Google's limit, for a tokenizer built from a vocab.txt or trained here; a
+  tokenizer.json keeps the limit it was saved with, e.g. 100 in Hugging Face's and in bertjax's
+  before 2026-11-22).
+- post-processor: [CLS] A [SEP] (type ids 0) and B [SEP] (type ids 1) for pairs. The special
+  tokens written in the text stay whole, as in transformers (Google's splits them like any text).
+
+Character properties (categories, Cased, Case_Ignorable, case mappings, NFD) are those of the
+Unicode version of `tokenizers` (16.0 in tokenizers 0.22), where Google's tokenizer uses its
+Python's (e.g. 14.0 in Python 3.11): on characters assigned or recategorised between the two the
+results can differ. BertNormalizer and BertPreTokenizer are not used: their categories are older
+still (Unicode 8.0; later nonspacing marks stay, later punctuation does not split words).
 
 On disk a tokenizer is a `vocab.txt` (one token per line, line number = id; Google's and HF's
 format) and a `tokenizer.json` (the `tokenizers` serialisation), plus a `tokenizer_config.json`
 with `do_lower_case` and `strip_accents` so that `transformers.BertTokenizerFast.from_pretrained`
-agrees (the slow BertTokenizer too, for words of at most 100 characters: its limit).
-strip_accents None means "as lowercase" (google-research/bert's rule); a bool overrides it, e.g.
-an uncased model that keeps accents.
+agrees. (transformers' slow BertTokenizer agrees too, except that it gives up on words over 100
+characters, deletes private-use and unassigned characters, lowercases every Σ to σ and puts the
+text in NFC.) A tokenizer.json is read for its vocabulary, WordPiece settings and whether it
+lowercases and strips accents (from bertjax's normalizer, or from a BertNormalizer: Hugging
+Face's, and bertjax's own until 2026-11-22); its normalizer and pre-tokenizer are replaced by
+the ones above. Vocabulary and ids stay; only text the old normalizer got wrong (see above) now
+gets other tokens.
+strip_accents None means "as lowercase" (google-research/bert's rule); a bool overrides it, as
+transformers' strip_accents does, e.g. for an uncased model that keeps accents.
 """
 
 from __future__ import annotations
@@ -35,13 +60,47 @@ class TokenizerError(ValueError):
     """A tokenizer file that cannot be used; the message names the file and the problem."""
 
 
+# google-research/bert's _clean_text: what it deletes and what it turns into a space (" " itself
+# is left out of the second only because replacing it by itself is wasted work).
+_DELETED = r"[\p{Cc}\p{Cf}\x{FFFD}&&[^\t\n\r]]"
+_SPACES = r"[\t\n\r\p{Zs}&&[^ ]]"
+# Python's str.lower() turns Σ into ς where CPython finds Unicode's Final_Sigma context: skipping
+# case-ignorable characters, the nearest one before is cased and the nearest one after is not
+# (or there is none). A character both cased and case-ignorable (e.g. ʰ) is skipped, so "cased"
+# here is "cased and not case-ignorable". Lowercase() alone maps every Σ to σ.
+_CASED = r"[\p{Cased}&&\P{Case_Ignorable}]"
+_FINAL_SIGMA = (r"(?<=" + _CASED + r"\p{Case_Ignorable}*)\x{03A3}"
+                r"(?!\p{Case_Ignorable}*" + _CASED + r")")
+_NONSPACING_MARK = r"\p{Mn}"  # what Google's accent stripping deletes after NFD
+# Google's _is_punctuation (category P, and all ASCII but letters, digits, space and controls)
+# and _is_chinese_char (CJK ideograph blocks; BertNormalizer has 0x2B920 for 0x2B820 there).
+_PUNCTUATION = r"!-/:-@\[-`{-~\p{P}"
+_CJK = (r"\x{4E00}-\x{9FFF}\x{3400}-\x{4DBF}\x{20000}-\x{2A6DF}\x{2A700}-\x{2B73F}"
+        r"\x{2B740}-\x{2B81F}\x{2B820}-\x{2CEAF}\x{F900}-\x{FAFF}\x{2F800}-\x{2FA1F}")
+
+
+def _replace(pattern: str, content: str) -> normalizers.Normalizer:
+    return normalizers.Replace(tokenizers.Regex(pattern), content)
+
+
 def _normalizer(lowercase: bool, strip_accents: bool | None = None) -> normalizers.Normalizer:
-    # google-research/bert strips accents exactly when it lowercases (strip_accents None, kept as
-    # None when it agrees so that a later lowercase override still carries accents with it).
-    if strip_accents == lowercase:
-        strip_accents = None
-    return normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True,
-                                      strip_accents=strip_accents, lowercase=lowercase)
+    """google-research/bert's text cleaning, lowercasing and accent stripping (module docstring).
+
+    strip_accents None strips exactly when lowercasing (Google's rule); a bool overrides it.
+    """
+    steps = [_replace(_DELETED, ""), _replace(_SPACES, " ")]
+    if lowercase:  # after cleaning: a deleted control character no longer separates Σ from text
+        steps += [_replace(_FINAL_SIGMA, "\u03c2"), normalizers.Lowercase()]
+    if lowercase if strip_accents is None else strip_accents:
+        steps += [normalizers.NFD(), _replace(_NONSPACING_MARK, "")]
+    return normalizers.Sequence(steps)
+
+
+def _pre_tokenizer() -> pre_tokenizers.PreTokenizer:
+    """Whitespace ends a word; each punctuation character and CJK ideograph is a word."""
+    return pre_tokenizers.Sequence([
+        pre_tokenizers.WhitespaceSplit(),
+        pre_tokenizers.Split(tokenizers.Regex(f"[{_PUNCTUATION}{_CJK}]"), behavior="isolated")])
 
 
 def _finish(tok: tokenizers.Tokenizer, lowercase: bool, where: str,
@@ -51,7 +110,7 @@ def _finish(tok: tokenizers.Tokenizer, lowercase: bool, where: str,
         if tok.token_to_id(special) is None:
             raise TokenizerError(f"{where}: the vocabulary has no {special} token")
     tok.normalizer = _normalizer(lowercase, strip_accents)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.pre_tokenizer = _pre_tokenizer()
     cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
@@ -147,17 +206,37 @@ def _lowercase_config(directory: str) -> bool | None:
     return None
 
 
+def _normalizer_steps(tok: tokenizers.Tokenizer) -> list[dict]:
+    """`tok`'s normalizer as a flat list of serialised steps (a Sequence's, or itself)."""
+    def flat(step: dict) -> list[dict]:
+        if step.get("type") == "Sequence":
+            return [s for inner in step.get("normalizers", []) for s in flat(inner)]
+        return [step]
+    return flat(json.loads(tok.to_str()).get("normalizer") or {})
+
+
+def _strips_accents(step: dict) -> bool:
+    return step.get("type") == "StripAccents" or (
+        step.get("type") == "Replace" and step.get("pattern") == {"Regex": _NONSPACING_MARK})
+
+
 def tokenizer_lowercase(tok: tokenizers.Tokenizer) -> bool:
-    """Whether `tok` lowercases (reads its normalizer)."""
-    norm = json.loads(tok.to_str()).get("normalizer") or {}
-    return bool(norm.get("lowercase", False))
+    """Whether `tok` lowercases (reads its normalizer: bertjax's, or a BertNormalizer)."""
+    return any(step.get("type") == "Lowercase"
+               or (step.get("type") == "BertNormalizer" and bool(step.get("lowercase")))
+               for step in _normalizer_steps(tok))
 
 
 def tokenizer_strip_accents(tok: tokenizers.Tokenizer) -> bool | None:
-    """`tok`'s BertNormalizer strip_accents: None (as lowercase) or a bool that overrides it."""
-    norm = json.loads(tok.to_str()).get("normalizer") or {}
-    value = norm.get("strip_accents")
-    return value if isinstance(value, bool) else None
+    """Whether `tok` strips accents: None when exactly as it lowercases, else a bool overriding
+    that (a BertNormalizer's own strip_accents setting, when it has one)."""
+    steps = _normalizer_steps(tok)
+    for step in steps:
+        if step.get("type") == "BertNormalizer":
+            value = step.get("strip_accents")
+            return value if isinstance(value, bool) else None
+    strips = any(_strips_accents(step) for step in steps)
+    return None if strips == tokenizer_lowercase(tok) else strips
 
 
 # The files a directory's tokenizer is read from, in load_tokenizer's order of preference.
@@ -296,7 +375,7 @@ def _trained(lines: Iterator[str], lowercase: bool, vocab_size: int, min_frequen
     tok = tokenizers.Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##",
                                                 max_input_chars_per_word=MAX_WORD_CHARS))
     tok.normalizer = _normalizer(lowercase)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.pre_tokenizer = _pre_tokenizer()
     # The alphabet is given and kept whole: limit_alphabet = its size keeps exactly these chars.
     trainer = trainers.WordPieceTrainer(
         vocab_size=vocab_size, min_frequency=min_frequency, special_tokens=special_tokens,
