@@ -81,3 +81,16 @@ def hf_pretraining_dir(tmp_path_factory, tiny_tokenizer_dir):
     for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json"):
         shutil.copy(tiny_tokenizer_dir / name, out / name)
     return out
+
+
+# Modules whose tests run whole trainings in subprocesses (a minute or more each). They go first,
+# whole modules at a time (their module-scoped fixtures are set up once): started last, one of
+# them would leave the other xdist worker idle at the end of the suite.
+HEAVY_FIRST = ("test_multiprocess.py", "test_sharding.py", "test_resume.py", "test_bench.py")
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return HEAVY_FIRST.index(name) if name in HEAVY_FIRST else len(HEAVY_FIRST)
+    items.sort(key=rank)  # stable: every module keeps its own order
