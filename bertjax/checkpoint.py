@@ -27,7 +27,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from bertjax import model as model_lib
-from bertjax import param_names
+from bertjax.param_names import UNTRAINED
 
 PyTree = Any
 # Model fields that change the parameter tree's shapes or layout: a mismatch cannot be resumed.
@@ -50,9 +50,6 @@ class CheckpointMismatchError(ValueError):
 
 class NoCheckpointError(FileNotFoundError):
     """A training workdir whose run has not saved a checkpoint (yet): nothing to load from it."""
-
-
-UNTRAINED = param_names.UNTRAINED
 
 
 def config_path(workdir: str) -> str:

@@ -5,8 +5,9 @@
 
 SRC may be any format `load_any` detects: a bertjax directory, a Hugging Face directory
 (config.json + model.safetensors or pytorch_model.bin), a Google directory (bert_config.json +
-bert_model.ckpt.*), or a training workdir (checkpoints/; its W/best/ when the run kept one). Every input this module cannot use raises
-`ConvertError` naming the file and the tensor or field; the CLI prints it and exits with status 2.
+bert_model.ckpt.*), or a training workdir (checkpoints/; its W/best/ when the run kept one).
+Every input this module cannot use raises `ConvertError` naming the file and the tensor or field;
+the CLI prints it and exits with status 2.
 
 All readers go through one intermediate form, HF-named tensors in HF's orientation; the mapping
 to and from the bertjax tree lives in bertjax/param_names.py. Google checkpoints are read only:
@@ -575,29 +576,25 @@ def load_any(path: str, lowercase: bool | None = None, *, with_extra: bool = Fal
     if use != "auto" and kind != "workdir":
         raise ConvertError(f"{path}: use={use!r} applies to a training workdir, not a {kind} "
                            "model directory")
-    extra: dict = {}
+    best_dir = None
     if kind == "workdir":
+        from bertjax import checkpoint  # pylint: disable=import-outside-toplevel
         try:
             best_dir = best.chosen_best_dir(path, use)
         except FileNotFoundError as e:
             raise ConvertError(str(e)) from None
+    if kind == "bertjax" or best_dir is not None:
         if best_dir is not None:
             logging.info("%s: loading its best checkpoint %s", path, best_dir)
-            cfg, params, tok, extra = _load_bertjax(best_dir, lowercase)
-            if tok is None and os.path.isdir(os.path.join(path, "tokenizer")):
-                tok = _maybe_tokenizer(os.path.join(path, "tokenizer"), lowercase, cfg,
-                                       os.path.join(path, "config.json"))
-            return (cfg, params, tok, extra) if with_extra else (cfg, params, tok)
-    if kind == "bertjax":
-        cfg, params, tok, extra = _load_bertjax(path, lowercase)
+        cfg, params, tok, extra = _load_bertjax(best_dir or path, lowercase)
+        run_tokenizer = checkpoint.tokenizer_dir(path) if best_dir is not None else None
     elif kind == "huggingface":
         cfg, params, tok, extra = _huggingface(path, lowercase)
     elif kind == "google":
         cfg, params, tok, extra = _google(path, lowercase)
     else:
-        from bertjax import checkpoint  # pylint: disable=import-outside-toplevel
         try:
-            cfg, params, tokenizer_dir, extra = checkpoint.restore_params(path)
+            cfg, params, run_tokenizer, extra = checkpoint.restore_params(path)
         except ConvertError:
             raise
         except checkpoint.NoCheckpointError as e:  # a run that stopped before its first save
@@ -605,8 +602,9 @@ def load_any(path: str, lowercase: bool | None = None, *, with_extra: bool = Fal
         except Exception as e:  # The workdir reader's own errors, re-labelled with the path.
             raise ConvertError(f"{path}: cannot restore the training checkpoint ({e})") from None
         params = jax.tree.map(np.asarray, model_lib.canonical_params(params))
-        tok = (_maybe_tokenizer(tokenizer_dir, lowercase, cfg, os.path.join(path, "config.json"))
-               if tokenizer_dir else None)
+        tok = None
+    if kind == "workdir" and tok is None:  # the run's own tokenizer, W/tokenizer/
+        tok = _maybe_tokenizer(run_tokenizer, lowercase, cfg, os.path.join(path, "config.json"))
     return (cfg, params, tok, extra) if with_extra else (cfg, params, tok)
 
 

@@ -29,6 +29,7 @@ from bertjax import config as config_lib
 from bertjax import flops as flops_lib
 from bertjax import host, metrics_log, optim, sharding, steps
 from bertjax import model as model_lib
+from bertjax import param_names
 from bertjax.data import tokenizer as tokenizer_lib
 from bertjax.model import ConfigError
 from bertjax.tasks import base as tasks_base
@@ -176,7 +177,7 @@ def _load_init_from(path: str, task: tasks_base.Task, model_cfg, params: PyTree,
     else:
         from bertjax import convert  # the interop helper's module
         src_cfg, src_params, _, extra = convert.load_any(path, with_extra=True)
-    untrained = list(extra.get(ckpt_lib.UNTRAINED, ()))
+    untrained = list(extra.get(param_names.UNTRAINED, ()))
     diffs = [f"model.{k}: {path} has {src_cfg.get(k)!r}, config has {model_cfg.get(k)!r}"
              for k in ckpt_lib.INIT_SHAPE_FIELDS if src_cfg.get(k) is not None
              and src_cfg.get(k) != model_cfg.get(k)]
@@ -304,7 +305,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         predict_step = _predict_step(task, model, abstract.params, dummy, param_sh, batch_in,
                                      batch_sharding)
         tracker = best_lib.BestTracker(config, workdir, data.tokenizer,
-                                       {"task": config.task, ckpt_lib.UNTRAINED: untrained})
+                                       {"task": config.task, param_names.UNTRAINED: untrained})
 
         step = int(jax.device_get(state.step))
         log = metrics_log.MetricsLog(workdir, config.num_train_steps, start_step=step,

@@ -207,12 +207,13 @@ def _lowercase_config(directory: str) -> bool | None:
 
 
 def _normalizer_steps(tok: tokenizers.Tokenizer) -> list[dict]:
-    """`tok`'s normalizer as a flat list of serialised steps (a Sequence's, or itself)."""
+    """`tok`'s normalizer as a flat list of serialised steps (a Sequence's, or itself); read from
+    the normalizer's own state, not from the whole tokenizer's (which carries the vocabulary)."""
     def flat(step: dict) -> list[dict]:
         if step.get("type") == "Sequence":
             return [s for inner in step.get("normalizers", []) for s in flat(inner)]
         return [step]
-    return flat(json.loads(tok.to_str()).get("normalizer") or {})
+    return flat(json.loads(tok.normalizer.__getstate__())) if tok.normalizer is not None else []
 
 
 def _strips_accents(step: dict) -> bool:
@@ -220,23 +221,31 @@ def _strips_accents(step: dict) -> bool:
         step.get("type") == "Replace" and step.get("pattern") == {"Regex": _NONSPACING_MARK})
 
 
-def tokenizer_lowercase(tok: tokenizers.Tokenizer) -> bool:
-    """Whether `tok` lowercases (reads its normalizer: bertjax's, or a BertNormalizer)."""
-    return any(step.get("type") == "Lowercase"
-               or (step.get("type") == "BertNormalizer" and bool(step.get("lowercase")))
-               for step in _normalizer_steps(tok))
+def normalizer_settings(tok: tokenizers.Tokenizer) -> tuple[bool, bool | None]:
+    """(lowercase, strip_accents) of `tok`'s normalizer, bertjax's or a BertNormalizer.
 
-
-def tokenizer_strip_accents(tok: tokenizers.Tokenizer) -> bool | None:
-    """Whether `tok` strips accents: None when exactly as it lowercases, else a bool overriding
-    that (a BertNormalizer's own strip_accents setting, when it has one)."""
+    strip_accents: None when it strips exactly as it lowercases, else a bool overriding that (a
+    BertNormalizer's own strip_accents setting, when it has one)."""
     steps = _normalizer_steps(tok)
+    lowercase = any(step.get("type") == "Lowercase"
+                    or (step.get("type") == "BertNormalizer" and bool(step.get("lowercase")))
+                    for step in steps)
     for step in steps:
         if step.get("type") == "BertNormalizer":
             value = step.get("strip_accents")
-            return value if isinstance(value, bool) else None
+            return lowercase, value if isinstance(value, bool) else None
     strips = any(_strips_accents(step) for step in steps)
-    return None if strips == tokenizer_lowercase(tok) else strips
+    return lowercase, None if strips == lowercase else strips
+
+
+def tokenizer_lowercase(tok: tokenizers.Tokenizer) -> bool:
+    """Whether `tok` lowercases (see normalizer_settings)."""
+    return normalizer_settings(tok)[0]
+
+
+def tokenizer_strip_accents(tok: tokenizers.Tokenizer) -> bool | None:
+    """Whether `tok` strips accents (see normalizer_settings)."""
+    return normalizer_settings(tok)[1]
 
 
 # The files a directory's tokenizer is read from, in load_tokenizer's order of preference.
@@ -295,10 +304,9 @@ def load_tokenizer(path: str, lowercase: bool | None = None,
         if type(tok.model).__name__ != "WordPiece":
             raise TokenizerError(
                 f"{path}: model is {type(tok.model).__name__}, bertjax needs WordPiece")
-        if lowercase is None:
-            lowercase = tokenizer_lowercase(tok)
-        if strip_accents is None:
-            strip_accents = tokenizer_strip_accents(tok)
+        own_lowercase, own_strip_accents = normalizer_settings(tok)
+        lowercase = own_lowercase if lowercase is None else lowercase
+        strip_accents = own_strip_accents if strip_accents is None else strip_accents
         return _finish(tok, lowercase, path, strip_accents)
     vocab = read_vocab(path)
     directory = os.path.dirname(os.path.abspath(path))
@@ -327,9 +335,9 @@ def save_tokenizer(tok: tokenizers.Tokenizer, out_dir: str, model_max_length: in
     with open(os.path.join(out_dir, "vocab.txt"), "w", encoding="utf-8") as f:
         f.writelines(token + "\n" for token, _ in by_id)
     tok.save(os.path.join(out_dir, "tokenizer.json"))
-    lowercase = tokenizer_lowercase(tok)
+    lowercase, strip_accents = normalizer_settings(tok)
     hf_config = {"tokenizer_class": "BertTokenizer", "do_lower_case": lowercase,
-                 "strip_accents": tokenizer_strip_accents(tok), "tokenize_chinese_chars": True,
+                 "strip_accents": strip_accents, "tokenize_chinese_chars": True,
                  "model_max_length": model_max_length, "unk_token": "[UNK]", "sep_token": "[SEP]",
                  "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"}
     with open(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
