@@ -116,6 +116,7 @@ def pretraining(size: str = "tiny") -> ml_collections.ConfigDict:
     c.checkpoint_every_steps = 10_000  # Orbax checkpoint period (and always at the end).
     c.max_to_keep = 3  # Checkpoints kept in W/checkpoints (older ones are deleted).
     c.init_from = ""  # A bertjax workdir / model dir or an HF / Google BERT dir to start from.
+    c.init_from_use = "auto"  # Of a workdir init_from: auto (W/best/ if kept) | best | latest.
     c.skip_nonfinite = False  # True: skip updates with NaN/Inf; False: stop the run, naming the step.
     c.preemption_check_every_steps = 10  # How often hosts agree on a SIGTERM (a tiny all-gather).
     c.progress_bar = True  # A tqdm bar on the console (step, loss, tokens/s, ETA).

@@ -564,25 +564,32 @@ def model_config_of(path: str) -> ml_collections.ConfigDict:
     return config_lib.model(**{k: v for k, v in fields.items() if k in known})
 
 
-def load_any(path: str, lowercase: bool | None = None, *, with_extra: bool = False,
-             use: str = "auto"):
-    """Any supported format -> (model_cfg, canonical params, tokenizer or None) [+ extra dict].
-
-    use: of a training workdir, "auto" loads W/best/ when the run kept one (as predict does),
-    else the latest step; "best" / "latest" force one (bertjax.best.chosen_best_dir)."""
+def resolve_use(path: str, use: str = "auto") -> tuple[str, str | None]:
+    """(detect_format(path), the W/best/ dir that `use` picks of a workdir or None); ConvertError
+    for a `use` that cannot apply: not in best.USES, not "auto" for a non-workdir, or "best" of
+    a run that kept no best checkpoint."""
     kind = detect_format(path)
     if use not in best.USES:
         raise ConvertError(f"use must be one of {best.USES}, got {use!r}")
     if use != "auto" and kind != "workdir":
         raise ConvertError(f"{path}: use={use!r} applies to a training workdir, not a {kind} "
                            "model directory")
-    best_dir = None
-    if kind == "workdir":
-        from bertjax import checkpoint  # pylint: disable=import-outside-toplevel
-        try:
-            best_dir = best.chosen_best_dir(path, use)
-        except FileNotFoundError as e:
-            raise ConvertError(str(e)) from None
+    if kind != "workdir":
+        return kind, None
+    try:
+        return kind, best.chosen_best_dir(path, use)
+    except FileNotFoundError as e:
+        raise ConvertError(str(e)) from None
+
+
+def load_any(path: str, lowercase: bool | None = None, *, with_extra: bool = False,
+             use: str = "auto"):
+    """Any supported format -> (model_cfg, canonical params, tokenizer or None) [+ extra dict].
+
+    use: of a training workdir, "auto" loads W/best/ when the run kept one (as predict does),
+    else the latest step; "best" / "latest" force one (bertjax.best.chosen_best_dir)."""
+    kind, best_dir = resolve_use(path, use)
+    from bertjax import checkpoint  # pylint: disable=import-outside-toplevel
     if kind == "bertjax" or best_dir is not None:
         if best_dir is not None:
             logging.info("%s: loading its best checkpoint %s", path, best_dir)

@@ -78,6 +78,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
             f"config.batch_size={config.batch_size} (micro-batch {config.batch_size // accum}) is "
             f"not divisible by the data-parallel size {dp} = config.mesh.data x config.mesh.fsdp "
             f"(mesh {dict(zip(sharding.AXES, shape))})")
+    if config.get("init_from_use", "auto") not in best_lib.USES:
+        raise ConfigError(f"config.init_from_use={config.init_from_use!r} is not one of "
+                          f"{best_lib.USES}")
     seq = config.data.get("max_seq_length")
     if seq is not None and seq > config.model.max_position_embeddings:
         raise ConfigError(f"config.data.max_seq_length={seq} exceeds "
@@ -144,10 +147,16 @@ def adopt_init_from_model(config: ml_collections.ConfigDict, explicit=(),
     from bertjax import convert  # pylint: disable=import-outside-toplevel
     resumed = bool(workdir) and ckpt_lib.has_checkpoint(workdir)
     source = workdir if resumed else config.init_from
+    use = config.get("init_from_use", "auto")
     try:
         src = convert.model_config_of(source)
+        if not resumed:
+            convert.resolve_use(source, use)  # e.g. "best" of a run that kept none: fail now
     except convert.ConvertError as e:
-        what = f"the run in {workdir}" if resumed else f"config.init_from={config.init_from!r}"
+        what = f"config.init_from={config.init_from!r}" + (
+            "" if use == "auto" else f" (config.init_from_use={use!r})")
+        if resumed:
+            what = f"the run in {workdir}"
         raise ConfigError(f"{what}: {e}") from None
     default = config_lib.model()
     changed = []
@@ -164,19 +173,16 @@ def adopt_init_from_model(config: ml_collections.ConfigDict, explicit=(),
 
 
 def _load_init_from(path: str, task: tasks_base.Task, model_cfg, params: PyTree,
-                    shardings: PyTree) -> tuple[PyTree, list[str]]:
+                    shardings: PyTree, use: str = "auto") -> tuple[PyTree, list[str]]:
     """Replaces task.pretrained_keys subtrees of `params` with those of a pretrained model.
 
     Subtrees the source never trained (extra["untrained"], e.g. the pooler of an imported
     BertForMaskedLM) keep this run's own, seeded initialisation. Returns (params, the subtrees
     that start untrained: those, and optional ones the source lacks)."""
-    # A training workdir has config.json *and* checkpoints/ (an HF model dir has config.json only).
-    if os.path.isdir(os.path.join(path, "checkpoints")) and os.path.exists(
-            ckpt_lib.config_path(path)):
-        src_cfg, src_params, _, extra = ckpt_lib.restore_params(path)
-    else:
-        from bertjax import convert  # the interop helper's module
-        src_cfg, src_params, _, extra = convert.load_any(path, with_extra=True)
+    from bertjax import convert  # the interop helper's module
+    # Of a training workdir, W/best/ when the run kept one (use="auto"), by the same rule as
+    # predict, pretrained.load and the converter (bertjax.best.chosen_best_dir).
+    src_cfg, src_params, _, extra = convert.load_any(path, with_extra=True, use=use)
     untrained = list(extra.get(param_names.UNTRAINED, ()))
     diffs = [f"model.{k}: {path} has {src_cfg.get(k)!r}, config has {model_cfg.get(k)!r}"
              for k in ckpt_lib.INIT_SHAPE_FIELDS if src_cfg.get(k) is not None
@@ -289,8 +295,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         state = built.init(init_key, dummy)
         started_untrained = list(state.params)  # from scratch: every subtree
         if config.init_from:
-            params, started_untrained = _load_init_from(config.init_from, task, config.model,
-                                                        state.params, param_sh)
+            params, started_untrained = _load_init_from(
+                config.init_from, task, config.model, state.params, param_sh,
+                config.get("init_from_use", "auto"))
             state = state.replace(params=params, opt_state=jax.jit(
                 tx.init, out_shardings=state_sh.opt_state)(params))
     # Subtrees that will leave this run untrained (e.g. the pooler of an MLM-only run), recorded

@@ -1,11 +1,15 @@
 """Fine-tuning from a real checkpoint (a random transformers BertForPreTraining saved to disk)."""
 
+import os
+
+import jax
 import numpy as np
 import pytest
 
 from bertjax import checkpoint as ckpt_lib
 from bertjax import convert, predict, train
-from bertjax.tasks import heads
+from bertjax.model import ConfigError
+from bertjax.tasks import base, heads
 from conftest import TINY_HF
 from configs import classify as classify_config
 
@@ -79,6 +83,32 @@ def test_encoder_starts_from_the_checkpoint(tmp_path, hf_pretraining_dir):
     assert "checkpoints step 1" in run.source
     preds = predict.predict_file(run, str(test))
     assert len(preds) == 4 and all(p["label"] in ("no", "yes") for p in preds)
+
+
+def test_init_from_a_workdir_starts_from_its_best_checkpoint(tmp_path, hf_pretraining_dir):
+    """A workdir as init_from is read by the rule predict and pretrained.load follow: W/best/
+    when the run kept one, the latest step with config.init_from_use="latest"."""
+    run, _, _, tuned = _one_frozen_update(tmp_path, hf_pretraining_dir)
+    cfg = make_config(tmp_path, run)
+    cfg.init_from_use = "best"
+    with pytest.raises(ConfigError, match=r"config.init_from_use='best'.*no best checkpoint"):
+        train.adopt_init_from_model(cfg)
+    # A best checkpoint that differs from the latest step in every encoder weight.
+    model_cfg, _, tok = convert.load_any(run)
+    best = {"bert": dict(tuned["bert"]), "classifier": tuned["classifier"]}
+    best["bert"]["encoder"] = jax.tree.map(lambda x: np.asarray(x) + 0.5,
+                                           tuned["bert"]["encoder"])
+    convert.save_bertjax(model_cfg, best, tok, os.path.join(run, "best"))
+
+    task = base.get_task(cfg.task)(cfg)
+    fresh = jax.tree.map(np.zeros_like, tuned)
+    shardings = jax.tree.map(lambda _: jax.sharding.SingleDeviceSharding(jax.devices()[0]), fresh)
+    for use, want in (("auto", best), ("latest", tuned)):
+        params, _ = train._load_init_from(run, task, cfg.model, fresh, shardings, use)
+        got, expected = flat(params["bert"]), flat(want["bert"])
+        assert set(got) == set(expected)
+        for k in got:
+            np.testing.assert_array_equal(got[k], expected[k], err_msg=f"{use}: {k}")
 
 
 def test_mismatched_checkpoint_is_an_error_naming_the_field(tmp_path, hf_pretraining_dir):
