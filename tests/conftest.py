@@ -10,13 +10,15 @@ os.environ.setdefault("USE_FLAX", "0")
 # tiny steps again and again. A fresh directory each session, so no stale entry can hide a bug;
 # a cache hit loads the very executable a compile would produce, so numerics are unchanged (the
 # bit-exact resume tests compare a compiled run with cache-loaded ones).
-# Compile XLA:CPU programs with LLVM at -O0: the suite compiles hundreds of tiny programs whose
-# run time is negligible, and -O0 cuts compile time ~25%. Every comparison in the tests is either
-# within one build (resume is bit-exact against a run with the same flags) or against a peer at a
-# tolerance far above float reassociation. Subprocesses inherit it; flags set by a caller are kept.
-if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
-                               " --xla_backend_optimization_level=0").strip()
+# Compile XLA:CPU programs with LLVM at -O0 and XLA:CPU's elemental emitter for fusions instead
+# of its newer MLIR fusion emitters: the suite compiles hundreds of tiny programs whose run time is
+# negligible; -O0 cuts compile time ~25%, and the elemental emitter a further ~30% (a tiny
+# classifier's train step: 4.7-5.2 s -> 3.1-3.7 s). Every comparison in the tests is either within
+# one build (resume is bit-exact against a run with the same flags) or against a peer at a
+# tolerance far above float reassociation. Subprocesses inherit them; flags set by a caller are kept.
+for _flag in ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false"):
+    if _flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
 
 import atexit  # noqa: E402
 import shutil  # noqa: E402

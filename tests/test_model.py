@@ -118,8 +118,11 @@ def test_remat_changes_nothing_numerically():
     g = grads(m)
     for policy in ("full", "dots"):
         g_remat = grads(M.BertForPreTraining(_cfg(num_layers=2, remat_policy=policy)))
-        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6,
-                                                             err_msg=policy), g_remat, g)
+        # Recomputation may fuse and so round differently: a few float32 ulps of each gradient's
+        # scale (a wrong remat is off by the values themselves).
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(
+            a, b, rtol=1e-5, atol=4 * np.finfo(np.float32).eps * float(np.abs(b).max()),
+            err_msg=policy), g_remat, g)
 
 
 def test_padding_does_not_change_real_positions():
