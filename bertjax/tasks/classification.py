@@ -180,17 +180,9 @@ class ClassificationTask(finetune_data.LabelNames, base.Task):
     def data(self, config, workdir, process_index, process_count):
         if self.kind == "single":
             self._check_metrics_fit(len(self.labels))
-        tok, tok_dir = finetune_data.load_tokenizer(config)
-        if self.labels is not None and process_index == 0:
-            finetune_data.write_labels(workdir, self.name, self.labels.names)
-        train = self.read_examples("train")
-        evaluation = self.read_examples("validation")
-        self.eval_examples = evaluation or []
-        return finetune_data.FinetuneData(
-            tok, tok_dir, self.encode(tok, train) if train else None,
-            self.encode(tok, evaluation) if evaluation else None,
-            batch_size=config.batch_size // process_count, seed=config.seed,
-            process_index=process_index, process_count=process_count)
+        return finetune_data.encoded_data(
+            self, config, workdir, process_index, process_count,
+            self.labels.names if self.labels is not None else None)
 
     def validate(self, config):
         if self.opts.kind not in KINDS:

@@ -184,6 +184,26 @@ def read_labels(workdir: str) -> list[str] | None:
         return list(json.load(f)["labels"])
 
 
+def encoded_data(task, config: ml_collections.ConfigDict, workdir: str | None,
+                 process_index: int, process_count: int,
+                 label_names: list[str] | None = None) -> FinetuneData:
+    """The FinetuneData of a task whose examples are read by `task.read_examples(split)` and
+    encoded by `task.encode(tok, examples)` (classification, tagging). Writes W/labels.json
+    (primary process) when the task has `label_names`, and keeps the validation examples in
+    task.eval_examples for its metrics."""
+    tok, tok_dir = load_tokenizer(config)
+    if label_names is not None and process_index == 0:
+        write_labels(workdir, task.name, label_names)
+    train = task.read_examples("train")
+    evaluation = task.read_examples("validation")
+    task.eval_examples = evaluation or []
+    return FinetuneData(
+        tok, tok_dir, task.encode(tok, train) if train else None,
+        task.encode(tok, evaluation) if evaluation else None,
+        batch_size=config.batch_size // process_count, seed=config.seed,
+        process_index=process_index, process_count=process_count)
+
+
 PREFETCH_BATCHES = 2  # train batches a background thread keeps ready
 
 

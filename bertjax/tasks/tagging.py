@@ -119,14 +119,5 @@ class TaggingTask(finetune_data.LabelNames, base.Task):
         return features.encode_tagging(tok, examples, self.config.data.max_seq_length)
 
     def data(self, config, workdir, process_index, process_count):
-        tok, tok_dir = finetune_data.load_tokenizer(config)
-        if process_index == 0:
-            finetune_data.write_labels(workdir, self.name, self.labels.names)
-        train = self.read_examples("train")
-        evaluation = self.read_examples("validation")
-        self.eval_examples = evaluation or []
-        return finetune_data.FinetuneData(
-            tok, tok_dir, self.encode(tok, train) if train else None,
-            self.encode(tok, evaluation) if evaluation else None,
-            batch_size=config.batch_size // process_count, seed=config.seed,
-            process_index=process_index, process_count=process_count)
+        return finetune_data.encoded_data(self, config, workdir, process_index, process_count,
+                                          self.labels.names)
