@@ -153,10 +153,12 @@ def adopt_init_from_model(config: ml_collections.ConfigDict, explicit=(),
         if not resumed:
             convert.resolve_use(source, use)  # e.g. "best" of a run that kept none: fail now
     except convert.ConvertError as e:
-        what = f"config.init_from={config.init_from!r}" + (
-            "" if use == "auto" else f" (config.init_from_use={use!r})")
         if resumed:
             what = f"the run in {workdir}"
+        else:
+            what = f"config.init_from={config.init_from!r}"
+            if use != "auto":
+                what += f" (config.init_from_use={use!r})"
         raise ConfigError(f"{what}: {e}") from None
     default = config_lib.model()
     changed = []

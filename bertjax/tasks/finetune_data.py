@@ -235,8 +235,8 @@ class FinetuneData:
         ds = ds.batch(self.batch_size, drop_remainder=True)
         # One reader thread and a short buffer: the rows are in memory, so a batch is a few
         # array copies. grain's default (16 threads filling 500 batches) held the GIL through
-        # the trainer's tracing and compiling: a tiny model's train step took 6.4 s to trace
-        # instead of 0.8 s.
+        # the trainer's tracing and compiling (benchmarks/finetune_bench.py: 1.5-3 s more
+        # tracing per run; with the tests' XLA flags a tiny model's step took 6.5 s, not 1.3 s).
         return iter(ds.to_iter_dataset(grain.ReadOptions(num_threads=1,
                                                          prefetch_buffer_size=PREFETCH_BATCHES)))
 
