@@ -90,6 +90,9 @@ def test_init_from_a_workdir_starts_from_its_best_checkpoint(tmp_path, hf_pretra
     when the run kept one, the latest step with config.init_from_use="latest"."""
     run, _, _, tuned = _one_frozen_update(tmp_path, hf_pretraining_dir)
     cfg = make_config(tmp_path, run)
+    cfg.init_from_use = "newest"
+    with pytest.raises(ConfigError, match=r"config.init_from_use='newest' is not one of"):
+        train.validate(cfg, num_devices=1, process_count=1)
     cfg.init_from_use = "best"
     with pytest.raises(ConfigError, match=r"config.init_from_use='best'.*no best checkpoint"):
         train.adopt_init_from_model(cfg)
