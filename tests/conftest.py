@@ -5,11 +5,6 @@ import os
 os.environ.setdefault("USE_TF", "0")  # transformers must not import TensorFlow (slow, unneeded).
 os.environ.setdefault("USE_FLAX", "0")
 
-# One persistent XLA compilation cache per test session, inherited by every subprocess the tests
-# start (`python -m bertjax.train` runs for resume, multi-process, 8-device): they compile the same
-# tiny steps again and again. A fresh directory each session, so no stale entry can hide a bug;
-# a cache hit loads the very executable a compile would produce, so numerics are unchanged (the
-# bit-exact resume tests compare a compiled run with cache-loaded ones).
 # Compile XLA:CPU programs with LLVM at -O0 and XLA:CPU's elemental emitter for fusions instead
 # of its newer MLIR fusion emitters: the suite compiles hundreds of tiny programs whose run time is
 # negligible; -O0 cuts compile time ~25%, and the elemental emitter a further ~30% (a tiny
@@ -20,6 +15,11 @@ for _flag in ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitte
     if _flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
         os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
 
+# One persistent XLA compilation cache per test session, inherited by every subprocess the tests
+# start (`python -m bertjax.train` runs for resume, multi-process, 8-device): they compile the same
+# tiny steps again and again. A fresh directory each session, so no stale entry can hide a bug;
+# a cache hit loads the very executable a compile would produce, so numerics are unchanged (the
+# bit-exact resume tests compare a compiled run with cache-loaded ones).
 import atexit  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
