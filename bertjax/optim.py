@@ -77,10 +77,11 @@ def validate_config(opt_cfg: ml_collections.ConfigDict, num_train_steps: int) ->
 
 
 def warmup_steps(opt_cfg: ml_collections.ConfigDict, num_train_steps: int) -> int:
-    """Warmup updates: warmup_proportion * num_train_steps when the proportion is > 0."""
+    """Warmup updates: warmup_proportion * num_train_steps, rounded down as google-research/bert's
+    run_classifier.py and run_squad.py do, when the proportion is > 0; else warmup_steps."""
     proportion = float(opt_cfg.get("warmup_proportion", 0.0))
     if proportion > 0:
-        return int(round(proportion * num_train_steps))
+        return int(num_train_steps * proportion)
     return int(opt_cfg.warmup_steps)
 
 

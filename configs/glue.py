@@ -11,8 +11,6 @@ CoLA MCC ~57, SST-2 ~92.7, MRPC F1 ~89, STS-B Pearson ~89, QQP acc ~91, MNLI-m/m
 QNLI ~91.5, RTE ~66, WNLI ~56 (majority class).
 """
 
-import math
-
 import ml_collections
 
 from bertjax.tasks import classification, finetune_data
@@ -54,7 +52,8 @@ def get_config(arg: str = "task=cola"):
     # num_train_steps is a FieldReference and the two periods below are formulas of it, so they
     # follow --config.num_train_steps=N (computed once from the default, a short run would evaluate
     # and checkpoint only at its end); setting a period yourself replaces its formula.
-    c.num_train_steps = ml_collections.FieldReference(math.ceil(3 * train_size / 32))  # 3 epochs.
+    c.num_train_steps = ml_collections.FieldReference(int(train_size / 32 * 3))  # 3 epochs,
+    # rounded down as run_classifier.py does.
     c.optimizer.learning_rate = 2e-5  # From BERT's grid {5e-5, 3e-5, 2e-5}.
     c.optimizer.warmup_proportion = 0.1  # 10% of the updates.
     c.eval_every_steps = (c.get_ref("num_train_steps") + 5) // 6  # Twice per epoch: ceil(N / 6).

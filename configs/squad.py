@@ -11,6 +11,8 @@ F1 ~88; v2.0 dev F1 ~76 (Devlin et al. 2018).
 
 from bertjax.tasks import finetune_data, span_qa
 
+TRAIN_QUESTIONS = {"v1": 87_599, "v2": 130_319}  # Training questions of SQuAD v1.1 / v2.0.
+
 
 def get_config(arg: str = "v1"):
     if arg not in ("v1", "v2"):
@@ -20,7 +22,8 @@ def get_config(arg: str = "v1"):
     c.squad = span_qa.options(version_2=arg == "v2")  # Windows and decoding.
     c.data.tfds_name = "squad" if arg == "v1" else "squad/v2.0"  # Unused when files are given.
     c.data.max_seq_length = 384  # BERT's SQuAD sequence length.
-    c.num_train_steps = 5500  # ~2 epochs of 88k questions at batch 32.
+    # 2 epochs of questions at batch 32, rounded down as run_squad.py does: 5474 (v1), 8144 (v2).
+    c.num_train_steps = int(TRAIN_QUESTIONS[arg] / 32 * 2)
     c.optimizer.learning_rate = 3e-5  # BERT's SQuAD learning rate.
-    c.optimizer.warmup_steps = 550  # 10%.
+    c.optimizer.warmup_proportion = 0.1  # 10% of whatever num_train_steps is: 547 / 814.
     return c

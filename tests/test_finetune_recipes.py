@@ -12,6 +12,8 @@ from bertjax import config as config_lib
 from bertjax import model as model_lib
 from bertjax import optim
 from bertjax.model import ConfigError
+from configs import glue as glue_config
+from configs import squad as squad_config
 
 L = 3
 
@@ -126,6 +128,18 @@ def test_warmup_proportion_overrides_warmup_steps():
     assert float(lr(10)) == pytest.approx(0.5)
     assert float(lr(20)) == pytest.approx(1.0)
     assert optim.warmup_steps(opt_cfg(warmup_steps=7), 200) == 7
+    # Rounded down, as google-research/bert does: int(235 * 0.1) = 23, not round()'s 24.
+    assert optim.warmup_steps(cfg, 235) == 23
+
+
+def test_recipe_step_counts_are_the_reference_scripts():
+    """run_classifier.py / run_squad.py: int(N / batch * epochs) updates, int(10%) of them warmup."""
+    rte = glue_config.get_config("task=rte")
+    assert rte.num_train_steps == int(2490 / 32 * 3) == 233
+    for version, steps, warmup in (("v1", 5474, 547), ("v2", 8144, 814)):
+        c = squad_config.get_config(version)
+        assert c.num_train_steps == int(squad_config.TRAIN_QUESTIONS[version] / 32 * 2) == steps
+        assert optim.warmup_steps(c.optimizer, c.num_train_steps) == warmup
 
 
 @pytest.mark.parametrize("field,value,message", [
