@@ -40,6 +40,11 @@ def test_squad_normalisation_and_scores():
     assert s["exact_match"] == pytest.approx(2 / 3)
     assert s["f1"] == pytest.approx(2 / 3)
     assert s["no_ans_exact_match"] == 1.0 and s["has_ans_exact_match"] == 0.5
+    # As evaluate-v2.0.py: "the" normalises to nothing, so only "" scores on q4, but q4 had an
+    # answer text and so counts in the has-answer breakdown.
+    s = metrics.squad_scores(dict(golds, q4=["The"]), dict(preds, q4=""), version_2=True)
+    assert s["exact_match"] == pytest.approx(3 / 4)
+    assert s["has_ans_exact_match"] == pytest.approx(2 / 3) and s["no_ans_exact_match"] == 1.0
     # A non-empty answer to an unanswerable question scores 0; a missing prediction scores 0.
     assert metrics.squad_scores({"q": [""]}, {"q": "x"}, version_2=True)["f1"] == 0.0
     assert metrics.squad_scores({"q": ["x"]}, {}, version_2=False)["exact_match"] == 0.0

@@ -128,7 +128,8 @@ def squad_scores(golds: dict[str, Sequence[str]], preds: dict[str, str], *,
     """golds: id -> gold answer texts; preds: id -> predicted text.
 
     version_2: SQuAD v2.0 scoring (evaluate-v2.0.py): gold answers that normalise to nothing are
-    dropped, a question left without any ([] or [""]) is unanswerable and only "" scores on it.
+    dropped, a question left without any ([] or [""]) scores only "" (the breakdown, as the
+    official script's, counts it as has-answer when it had a non-empty answer text).
     Otherwise v1.1 scoring (evaluate-v1.1.py): every gold answer counts as given, and a question
     without one is an error (v1.1 has no unanswerable questions).
     Returns {"exact_match", "f1"} averaged over every gold id (a missing prediction scores 0),
@@ -136,12 +137,14 @@ def squad_scores(golds: dict[str, Sequence[str]], preds: dict[str, str], *,
     """
     per = {"all": ([], [])}
     for qid, answers in golds.items():
+        # evaluate-v2.0.py's breakdown: a question with any gold answer text is has-answer,
+        # even one that normalises to nothing ("the"), which then scores as unanswerable.
+        kind = "has_ans" if any(answers) else "no_ans"
         if version_2:
             answers = [a for a in answers if normalize_answer(a)] or [""]
-        elif not answers:
+        elif kind == "no_ans":
             raise ValueError(f"squad_scores: question {qid!r} has no gold answer; unanswerable "
                              "questions are SQuAD v2.0 (version_2=True)")
-        kind = "no_ans" if version_2 and answers == [""] else "has_ans"
         pred = preds.get(qid)
         em = 0.0 if pred is None else max(squad_exact(a, pred) for a in answers)
         f = 0.0 if pred is None else max(squad_f1(a, pred, version_2=version_2) for a in answers)
