@@ -130,15 +130,37 @@ def _hf_config(cfg: ml_collections.ConfigDict, architecture: str, pad_id: int) -
 # Output directories
 
 
-def check_output_dir(out_dir: str) -> None:
-    """Raises ConvertError if out_dir exists and is not a directory (checked before any work)."""
+def held_format(path: str) -> str | None:
+    """detect_format of an existing directory, or None where it holds no model or run."""
+    if os.path.isdir(os.path.join(path, "checkpoints")):
+        return "workdir"
+    try:
+        return detect_format(path) if os.path.isdir(path) else None
+    except ConvertError:  # a directory of other files
+        return None
+
+
+def check_output_dir(out_dir: str, to: str, src: str | None = None) -> None:
+    """Raises ConvertError, before any work, unless out_dir can take a `to` model: a new or
+    empty directory, one of other files, or one holding a `to` model (replaced). A training
+    workdir or a model of another format is refused: the two would be mixed, and readers,
+    which take bertjax.json first, would then load the wrong one."""
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ConvertError(f"{out_dir}: exists and is not a directory; the output must be a new "
                            "or existing directory")
+    if src is not None and os.path.exists(out_dir) and os.path.samefile(src, out_dir):
+        raise ConvertError(f"{out_dir}: the output is the source directory; write to another one")
+    held = held_format(out_dir)
+    if held == "workdir":
+        raise ConvertError(f"{out_dir}: holds a training workdir (checkpoints/); writing a model "
+                           "into it would shadow the run. Write to a new directory")
+    if held not in (None, to):
+        raise ConvertError(f"{out_dir}: holds a {held} model; writing a {to} model there would "
+                           "mix the two. Write to a new or empty directory")
 
 
-def _make_output_dir(out_dir: str) -> None:
-    check_output_dir(out_dir)
+def _make_output_dir(out_dir: str, to: str) -> None:
+    check_output_dir(out_dir, to)
     try:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as e:  # e.g. a parent that is a file, or no permission
@@ -329,7 +351,7 @@ def to_huggingface(model_cfg: ml_collections.ConfigDict, params: Params,
         params = {**params, "bert": {k: v for k, v in params["bert"].items() if k != "pooler"}}
     if heads:  # A headed model's base lives under "bert.", the heads under "cls.".
         tensors = {(k if k.startswith("cls.") else "bert." + k): v for k, v in tensors.items()}
-    _make_output_dir(out_dir)
+    _make_output_dir(out_dir, "huggingface")
     with open(os.path.join(out_dir, "config.json"), "w", encoding="utf-8") as f:
         json.dump(hf_cfg, f, indent=2)
     save_file(tensors, os.path.join(out_dir, "model.safetensors"), metadata={"format": "pt"})
@@ -450,7 +472,7 @@ def save_bertjax(model_cfg: ml_collections.ConfigDict, params: Params,
     """Writes out_dir/{bertjax.json, params/, vocab.txt, tokenizer.json}; params in any layout."""
     import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
     out_dir = os.path.abspath(out_dir)
-    _make_output_dir(out_dir)
+    _make_output_dir(out_dir, "bertjax")
     params = jax.tree.map(lambda x: np.asarray(x, dtype=np.float32),
                           model_lib.canonical_params(params))
     names.check_params(model_cfg, params, "save_bertjax")
@@ -527,9 +549,13 @@ def detect_format(path: str) -> str:
     if not os.path.isdir(path):
         raise ConvertError(f"{path}: expected a model directory, got a file")
     has = lambda name: os.path.exists(os.path.join(path, name))  # noqa: E731
+    run = os.path.isdir(os.path.join(path, "checkpoints"))
+    if has("bertjax.json") and run:
+        raise ConvertError(f"{path}: holds both a bertjax model (bertjax.json) and a training run "
+                           "(checkpoints/), so which to read is unclear; move one of them out")
     if has("bertjax.json"):
         return "bertjax"
-    if os.path.isdir(os.path.join(path, "checkpoints")):
+    if run:
         return "workdir"
     if has("bert_config.json"):
         return "google"
@@ -633,7 +659,8 @@ def main(argv: list[str] | None = None) -> int:
                              "(auto, as predict), or force best / the latest step")
     args = parser.parse_args(argv)
     try:
-        check_output_dir(args.dst)  # before loading: a large model takes a while to read
+        check_output_dir(args.dst, args.to, args.src)  # before loading: a large model takes a
+        # while to read
         cfg, params, tok, extra = load_any(args.src, args.lowercase, with_extra=True,
                                            use=args.use)
         if args.to == "bertjax":

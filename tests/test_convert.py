@@ -389,6 +389,38 @@ def test_output_that_is_a_file_is_a_convert_error(tmp_path, hf_pretraining_dir, 
     assert out.read_text() == "not a directory"
 
 
+def test_output_holding_another_model_or_a_run_is_refused(tmp_path, hf_pretraining_dir,
+                                                          imported, capsys):
+    """Writing into a run or a model of another format would mix the two (bertjax.json shadows a
+    run's checkpoints for every reader); rewriting a model of the same format is allowed."""
+    cfg, params, tok = imported
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "config.json").write_text('{"task": "classification"}')
+    hf_before = sorted(os.listdir(hf_pretraining_dir))
+    for src, dst, to, message in (
+            (hf_pretraining_dir, run, "bertjax", "holds a training workdir"),
+            (hf_pretraining_dir, run, "huggingface", "holds a training workdir"),
+            (hf_pretraining_dir, hf_pretraining_dir, "bertjax", "the output is the source"),
+            (run, hf_pretraining_dir, "bertjax", "holds a huggingface model")):
+        assert convert.main([str(src), str(dst), "--to", to]) == 2
+        assert f"error: {dst}: {message}" in capsys.readouterr().err
+    assert (run / "config.json").read_text() == '{"task": "classification"}'
+    assert sorted(os.listdir(run)) == ["checkpoints", "config.json"]
+    assert sorted(os.listdir(hf_pretraining_dir)) == hf_before
+    with pytest.raises(convert.ConvertError, match="holds a training workdir"):
+        convert.save_bertjax(cfg, params, tok, str(run))
+    bj = tmp_path / "bj"
+    convert.save_bertjax(cfg, params, tok, str(bj))
+    convert.save_bertjax(cfg, params, tok, str(bj))  # the same format again: replaced
+    with pytest.raises(convert.ConvertError, match="holds a bertjax model"):
+        convert.to_huggingface(cfg, params, tok, str(bj))
+    # A directory that somehow holds both is refused by every reader, not read as one of them.
+    (bj / "checkpoints").mkdir()
+    with pytest.raises(convert.ConvertError, match="holds both a bertjax model"):
+        convert.load_any(str(bj))
+
+
 def test_bfloat16_safetensors_import_as_float32(tmp_path):
     torch_model = transformers.BertModel(transformers.BertConfig(**TINY_HF)).to(torch.bfloat16)
     torch_model.save_pretrained(str(tmp_path))
