@@ -88,6 +88,22 @@ def validate(config: ml_collections.ConfigDict, num_devices: int, process_count:
     return shape
 
 
+def check_workdir(workdir: str, init_from: str) -> None:
+    """Raises ConfigError unless workdir can hold this run: new, empty, of other files, or an
+    earlier run's. A model directory (bertjax, Hugging Face, Google) is refused before anything is
+    written there: the run's W/config.json would replace a Hugging Face config.json, and its
+    checkpoints/ would make the model unreadable as a model."""
+    from bertjax import convert  # pylint: disable=import-outside-toplevel
+    if init_from and os.path.exists(init_from) and os.path.exists(workdir) and os.path.samefile(
+            init_from, workdir):
+        raise ConfigError(f"config.init_from={init_from!r} is the workdir itself; give the run a "
+                          "new --workdir (a run resumes from its own workdir without init_from)")
+    held = convert.held_format(workdir)
+    if held not in (None, "workdir"):
+        raise ConfigError(f"{workdir}: holds a {held} model, not a training run; pass it as "
+                          "--config.init_from and give the run a new --workdir")
+
+
 class _Preemption:
     """SIGTERM or SIGINT (Ctrl-C) sets a flag; hosts agree on it at the same step (a tiny
     all-gather), checkpoint there and exit cleanly. A second SIGINT kills at once (the default
@@ -254,6 +270,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     """
     workdir = os.path.abspath(workdir)
     validate(config, jax.device_count(), jax.process_count())
+    check_workdir(workdir, config.init_from)
     task_cls = tasks_base.get_task(config.task)
     task = task_cls(config)
     task.validate(config)

@@ -104,6 +104,26 @@ def _events(directory):
                 yield event
 
 
+def test_a_model_directory_is_refused_as_workdir_before_anything_is_written(corpus, tmp_path):
+    """Training into a model dir overwrote a Hugging Face config.json and left checkpoints/ that
+    made the model unreadable as one; init_from == workdir likewise."""
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text('{"model_type": "bert"}')
+    config = _tiny.tiny_config(*corpus)
+    with pytest.raises(ConfigError, match="hf: holds a huggingface model, not a training run"):
+        train.train_and_evaluate(config, str(hf))
+    config.init_from = str(hf)
+    with pytest.raises(ConfigError, match="is the workdir itself"):
+        train.train_and_evaluate(config, str(hf))
+    assert sorted(os.listdir(hf)) == ["config.json"]
+    assert (hf / "config.json").read_text() == '{"model_type": "bert"}'
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "README").write_text("mine")
+    train.check_workdir(str(tmp_path / "notes"), "")  # other files: allowed
+    train.check_workdir(str(tmp_path / "new"), "")
+
+
 def test_mismatched_config_names_the_fields(run, corpus):
     workdir, _ = run
     config = _tiny.tiny_config(*corpus, num_train_steps=10)
