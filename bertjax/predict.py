@@ -65,11 +65,7 @@ class Run:
 def load_run(workdir: str, use: str = "auto") -> Run:
     """use: "auto" (W/best/ if present, else the latest checkpoint) | "best" | "latest"."""
     workdir = os.path.abspath(workdir)
-    path = ckpt_lib.config_path(workdir)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found: --checkpoint must be a fine-tuning workdir")
-    with open(path, encoding="utf-8") as f:
-        config = ml_collections.ConfigDict(json.load(f))
+    config = _run_config(workdir)
     task = _predicting_task(config, workdir)
     labels = finetune_data.read_labels(workdir)
     if labels is not None and hasattr(task, "set_labels"):
@@ -92,9 +88,47 @@ def load_run(workdir: str, use: str = "auto") -> Run:
     return Run(config, task, model, params, tok, source)
 
 
+_KINDS = {"huggingface": "a Hugging Face model directory",
+          "google": "a Google TF BERT checkpoint directory",
+          "bertjax": "a bertjax model directory (bertjax.convert's output, or a run's W/best/)",
+          "workdir": "a training workdir whose config.json names no task"}
+
+
+def _run_config(workdir: str) -> ml_collections.ConfigDict:
+    """W/config.json of a training run (it names the run's task); ConfigError naming the path and
+    what it is (convert.detect_format's kinds) for anything else."""
+    if not os.path.isdir(workdir):
+        what = "is a file" if os.path.exists(workdir) else "does not exist"
+        raise ConfigError(f"--checkpoint {workdir} {what}: it must be a fine-tuned task workdir "
+                          "(python -m bertjax.train --workdir W)")
+    path = ckpt_lib.config_path(workdir)
+    raw = None
+    if os.path.isfile(path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                raw = json.load(f)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ConfigError(f"{path}: cannot read the run config ({e})") from None
+    if isinstance(raw, dict) and isinstance(raw.get("task"), str):
+        return ml_collections.ConfigDict(raw)
+    from bertjax import convert  # pylint: disable=import-outside-toplevel
+    try:
+        what = _KINDS[convert.detect_format(workdir)]
+    except convert.ConvertError:
+        what = "not a model or training directory (no config.json)"
+    raise ConfigError(f"--checkpoint {workdir} is {what}: bertjax.predict needs a fine-tuned "
+                      "task workdir (W/config.json naming its task, W/labels.json, W/tokenizer/, "
+                      "params in W/checkpoints or W/best/); fine-tune one first with "
+                      "python -m bertjax.train --config configs/<task>.py --workdir W "
+                      "--config.init_from=<this model>")
+
+
 def _predicting_task(config: ml_collections.ConfigDict, workdir: str) -> base.Task:
     """The run's task, if it is one predict can read test files for (a fine-tuning task)."""
-    task_cls = base.get_task(config.task)
+    try:
+        task_cls = base.get_task(config.task)
+    except ValueError as e:
+        raise ConfigError(f"{ckpt_lib.config_path(workdir)}: {e}") from None
     if not hasattr(task_cls, "read_examples"):
         usable = [n for n in base.available_tasks()
                   if hasattr(base.get_task(n), "read_examples")]

@@ -193,3 +193,27 @@ def test_pretraining_run_is_refused_naming_its_task(tmp_path, capsys):
     assert predict.main(["--checkpoint", workdir, "--input", "x.csv", "--output",
                          str(tmp_path / "x.jsonl")]) == 1
     assert "'pretraining' run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind,files,what", [
+    ("hf", {"config.json": '{"model_type": "bert"}', "model.safetensors": ""},
+     "a Hugging Face model directory"),
+    ("bertjax", {"bertjax.json": "{}"}, "a bertjax model directory"),
+    ("google", {"bert_config.json": "{}"}, "a Google TF BERT checkpoint directory"),
+    ("empty", {}, "not a model or training directory"),
+])
+def test_checkpoint_that_is_no_finetuned_workdir_is_named(tmp_path, capsys, kind, files, what):
+    """A model directory (not a fine-tuned run) given as --checkpoint: the error says what the
+    path is and that predict needs a fine-tuned task workdir, not AttributeError 'task'."""
+    path = tmp_path / kind
+    path.mkdir()
+    for name, text in files.items():
+        (path / name).write_text(text)
+    with pytest.raises(predict.ConfigError, match=rf"--checkpoint {path} is {what}.*fine-tuned"):
+        predict.load_run(str(path))
+    assert predict.main(["--checkpoint", str(path), "--input", "x.csv", "--output",
+                         str(tmp_path / "x.jsonl")]) == 1
+    err = capsys.readouterr().err
+    assert f"--checkpoint {path} is {what}" in err and "Traceback" not in err
+    assert not (tmp_path / "x.jsonl").exists()
+
