@@ -180,6 +180,8 @@ def _tagging_rows(run: Run, examples: list[readers.Example], batches, outputs,
 def predict_file(run: Run, input_path: str, *, batch_size: int = 32,
                  on_bad_row: str = "error") -> list[dict]:
     """One dict per usable input row (see the module docstring for the fields)."""
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size}")
     config = run.config
     config.data.update(test=input_path, tfds_name="", on_bad_row=on_bad_row)
     examples = run.task.read_examples("test", with_labels=False)
@@ -216,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--on_bad_row", default="error", choices=("error", "skip"))
     args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error(f"--batch_size must be a positive integer, got {args.batch_size}")
     try:
         run = load_run(args.checkpoint, args.use)
         rows = predict_file(run, args.input, batch_size=args.batch_size,

@@ -217,3 +217,12 @@ def test_checkpoint_that_is_no_finetuned_workdir_is_named(tmp_path, capsys, kind
     assert f"--checkpoint {path} is {what}" in err and "Traceback" not in err
     assert not (tmp_path / "x.jsonl").exists()
 
+
+def test_batch_size_below_one_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        predict.main(["--checkpoint", str(tmp_path), "--input", "x.csv", "--output",
+                      str(tmp_path / "x.jsonl"), "--batch_size", "0"])
+    assert e.value.code == 2
+    assert "--batch_size must be a positive integer, got 0" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="batch_size must be a positive integer, got -1"):
+        predict.predict_file(None, "x.csv", batch_size=-1)
