@@ -16,6 +16,11 @@ One JSON line per usable input row (per question for QA), in input order:
   tagging         {"line": n, "words": [...], "labels": [...]}
   span QA         {"id": ..., "answer": text, "score": s, "start": c, "end": c}  (char offsets)
 
+--output's missing parent directories are created, and the place is checked writable, before any
+work; the file appears only once every prediction is computed (written beside it, then renamed),
+so a failed run leaves an earlier file as it was. Should it still fail to be written, the
+predictions go to a file in the temporary directory, and the error says which.
+
 "line" is the row's line in the input (a CSV row's first line; a JSONL line), so rows skipped
 with --on_bad_row=skip leave no doubt which prediction is whose. When the run's
 config.data.id_column is set, each line also has "id": that column's value (a row without one is
@@ -28,6 +33,7 @@ import dataclasses
 import json
 import os
 import sys
+import tempfile
 from typing import Any, Iterable
 
 import jax
@@ -207,6 +213,79 @@ def predict_file(run: Run, input_path: str, *, batch_size: int = 32,
                      f"{config.task!r}")
 
 
+class Output:
+    """--output, made ready before any work so that computed predictions are never lost to it.
+
+    Its missing parent directories are created (as bertjax.train makes --workdir and
+    bertjax.convert its output directory), then a temporary file beside it is opened: that
+    proves the place writable before the model is even loaded. `commit` writes the predictions
+    there and renames it over the path, so a failed run never leaves a half-written file nor
+    clobbers an earlier one. A path that exists and is no regular file (/dev/stdout, a FIFO) is
+    written in place.
+    """
+
+    def __init__(self, path: str, input_path: str | None = None):
+        self.path = path
+        if os.path.isdir(path):
+            raise ConfigError(f"--output {path} is a directory: give the predictions file's path")
+        if input_path and os.path.exists(path) and os.path.exists(input_path) \
+                and os.path.samefile(path, input_path):
+            raise ConfigError(f"--output {path} is the --input file: give another path")
+        parent = os.path.dirname(os.path.abspath(path))
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as e:  # a parent that is a file, no permission, ...
+            raise ConfigError(f"--output {path}: cannot create its directory {parent} "
+                              f"({e.strerror or e})") from None
+        self.in_place = os.path.exists(path) and not os.path.isfile(path)
+        try:
+            if self.in_place:
+                self.tmp, self.file = path, open(path, "w", encoding="utf-8")
+            else:
+                fd, self.tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.",
+                                                suffix=".tmp", dir=parent)
+                self.file = os.fdopen(fd, "w", encoding="utf-8")
+        except OSError as e:
+            raise ConfigError(f"--output {path}: cannot write there "
+                              f"({e.strerror or e})") from None
+
+    def commit(self, rows: list[dict]) -> None:
+        """Writes rows, one JSON line each, to the path; OSError if that fails (then nothing
+        at the path has changed, unless it is written in place)."""
+        try:
+            for row in rows:
+                self.file.write(json.dumps(row, ensure_ascii=False) + "\n")
+            self.file.close()
+            if not self.in_place:
+                # mkstemp's file is private (0600): give it the mode `open` would have.
+                if os.path.exists(self.path):
+                    mode = os.stat(self.path).st_mode & 0o7777
+                else:
+                    umask = os.umask(0)
+                    os.umask(umask)
+                    mode = 0o666 & ~umask
+                os.chmod(self.tmp, mode)
+                os.replace(self.tmp, self.path)
+        except BaseException:
+            self.discard()
+            raise
+
+    def discard(self) -> None:
+        self.file.close()
+        if not self.in_place and os.path.exists(self.tmp):
+            os.remove(self.tmp)
+
+
+def _save_elsewhere(rows: list[dict]) -> str:
+    """The predictions in a new file under the temporary directory: their last refuge when
+    --output could not be written after they were computed."""
+    fd, path = tempfile.mkstemp(prefix="bertjax_predictions_", suffix=".jsonl")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse  # pylint: disable=import-outside-toplevel
     parser = argparse.ArgumentParser(prog="python -m bertjax.predict", description=__doc__,
@@ -221,15 +300,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.batch_size < 1:
         parser.error(f"--batch_size must be a positive integer, got {args.batch_size}")
     try:
+        output = Output(args.output, args.input)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    try:
         run = load_run(args.checkpoint, args.use)
         rows = predict_file(run, args.input, batch_size=args.batch_size,
                             on_bad_row=args.on_bad_row)
     except (readers.DataError, ConfigError, FileNotFoundError) as e:
+        output.discard()
         print(f"error: {e}", file=sys.stderr)
         return 1
-    with open(args.output, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    except BaseException:
+        output.discard()
+        raise
+    try:
+        output.commit(rows)
+    except OSError as e:
+        saved = _save_elsewhere(rows)
+        print(f"error: cannot write --output {args.output} ({e.strerror or e}); the "
+              f"{len(rows)} predictions are saved in {saved}", file=sys.stderr)
+        return 1
     print(f"{len(rows)} predictions from {run.source} -> {args.output}", file=sys.stderr)
     return 0
 

@@ -226,3 +226,47 @@ def test_batch_size_below_one_is_a_usage_error(tmp_path, capsys):
     assert "--batch_size must be a positive integer, got 0" in capsys.readouterr().err
     with pytest.raises(ValueError, match="batch_size must be a positive integer, got -1"):
         predict.predict_file(None, "x.csv", batch_size=-1)
+
+
+def test_output_dirs_are_made_and_computed_predictions_never_lost(tmp_path, capsys,
+                                                                   monkeypatch):
+    cfg = classify_config.get_config("single")
+    tiny_model(cfg)
+    cfg.data.tokenizer = write_vocab(tmp_path)
+    cfg.data.max_seq_length = 12
+    workdir = make_workdir(tmp_path, cfg, ["neg", "pos"], ("classifier", 1))
+    src = tmp_path / "test.csv"
+    src.write_text("text\nthe cat sat\na dog\n")
+    # Missing parent directories are created.
+    out = tmp_path / "new" / "dir" / "preds.jsonl"
+    assert predict.main(["--checkpoint", workdir, "--input", str(src), "--output", str(out)]) == 0
+    assert [json.loads(l)["line"] for l in out.read_text().splitlines()] == [2, 3]
+    # A failed run leaves the earlier file as it was, and no temporary file beside it.
+    before = out.read_text()
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"txt": "x"}\n')
+    assert predict.main(["--checkpoint", workdir, "--input", str(bad), "--output", str(out)]) == 1
+    assert out.read_text() == before and os.listdir(out.parent) == ["preds.jsonl"]
+    # An --output that cannot be made is refused before any work (here before --checkpoint is
+    # even looked at), naming the flag and the path.
+    (tmp_path / "afile").write_text("")
+    for where, why in ((tmp_path / "afile" / "p.jsonl", "cannot create its directory"),
+                       (tmp_path / "new", "is a directory"), (src, "is the --input file")):
+        assert predict.main(["--checkpoint", str(tmp_path / "nothing"), "--input", str(src),
+                             "--output", str(where)]) == 1
+        err = capsys.readouterr().err
+        assert f"--output {where}" in err and why in err
+    # A write that fails once the predictions exist: they are saved elsewhere, and said where.
+
+    def no_rename(*args):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(predict.os, "replace", no_rename)
+    assert predict.main(["--checkpoint", workdir, "--input", str(src), "--output",
+                         str(tmp_path / "p2.jsonl")]) == 1
+    err = capsys.readouterr().err
+    assert f"cannot write --output {tmp_path / 'p2.jsonl'} (No space left on device)" in err
+    saved = err.rsplit("saved in ", 1)[1].strip()
+    assert [json.loads(l)["line"] for l in open(saved)] == [2, 3]
+    os.remove(saved)
+    assert not (tmp_path / "p2.jsonl").exists() and not any(
+        n.startswith(".p2.jsonl") for n in os.listdir(tmp_path))
