@@ -13,13 +13,21 @@ One JSON line per usable input row (per question for QA), in input order:
   classification  {"line": n, "label": name, "probabilities": {name: p}}
   regression      {"line": n, "value": v}
   multi-label     {"line": n, "labels": [names], "probabilities": {name: p}}
-  tagging         {"line": n, "words": [...], "labels": [...]}
+  tagging         {"line": n, "words": [...], "labels": [...]}  (one label per word)
   span QA         {"id": ..., "answer": text, "score": s, "start": c, "end": c}  (char offsets)
 
 --output's missing parent directories are created, and the place is checked writable, before any
 work; the file appears only once every prediction is computed (written beside it, then renamed),
 so a failed run leaves an earlier file as it was. Should it still fail to be written, the
 predictions go to a file in the temporary directory, and the error says which.
+
+Tagging labels every word, however long the text: a text longer than max_seq_length is read in
+overlapping windows (half a window apart, as SQuAD contexts are with doc_stride), each word from
+the window where it has the most context. A word the tokenizer turns into no WordPiece (an empty
+string, whitespace, control characters) is never seen by the model, so its label is null, with
+a warning: not "O", which would pass a guess off as a prediction. (Hugging Face's
+token-classification pipeline reports only the tokens the model saw, so such words are absent
+from its output; a null keeps the labels one to one with the input words.)
 
 "line" is the row's line in the input (a CSV row's first line; a JSONL line), so rows skipped
 with --on_bad_row=skip leave no doubt which prediction is whose. When the run's
@@ -31,6 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -172,15 +181,20 @@ def _classification_outputs(run: Run, outputs, n: int) -> list[dict]:
             for p in probs]
 
 
-def _tagging_rows(run: Run, examples: list[readers.Example], batches, outputs,
-                  batch_size: int) -> list[dict]:
-    rows = []
-    for i, e in enumerate(examples):
-        b, o, r = batches[i // batch_size], outputs[i // batch_size], i % batch_size
-        labels = run.task.word_labels(np.asarray(o["pred"][r]), b["word_index"][r],
-                                      int(b["num_words"][r]))
-        rows.append({**_source(run, e), "words": list(e.text), "labels": labels})
-    return rows
+def _tagging_rows(run: Run, examples: list[readers.Example], batch_size: int) -> list[dict]:
+    """Every word is predicted, long texts over overlapping windows (encode_windows)."""
+    windows = run.task.encode_windows(run.tokenizer, examples)
+    outputs = run.predict_batches(finetune_data.pad_batches(windows, batch_size))
+    n = len(windows["input_ids"])
+    pred = np.concatenate([o["pred"] for o in outputs])[:n] if outputs else np.zeros((0, 0))
+    labels = run.task.window_word_labels(examples, windows, pred)
+    unseen = [sum(l is None for l in line) for line in labels]
+    if any(unseen):
+        logging.warning("%d words (in %d lines) have no WordPiece (empty, or only characters "
+                        "the tokenizer drops): their label is null", sum(unseen),
+                        sum(map(bool, unseen)))
+    return [{**_source(run, e), "words": list(e.text), "labels": l}
+            for e, l in zip(examples, labels)]
 
 
 def predict_file(run: Run, input_path: str, *, batch_size: int = 32,
@@ -202,13 +216,12 @@ def predict_file(run: Run, input_path: str, *, batch_size: int = 32,
         answers = run.task.decode(examples, windows, starts, ends)
         return [{"id": e.uid, "answer": a.text, "score": float(a.score), "start": a.start_char,
                  "end": a.end_char} for e, a in zip(examples, answers)]
+    if config.task == "tagging":
+        return _tagging_rows(run, examples, batch_size)
     arrays = run.task.encode(run.tokenizer, examples)
-    batches = finetune_data.pad_batches(arrays, batch_size)
-    outputs = run.predict_batches(batches)
+    outputs = run.predict_batches(finetune_data.pad_batches(arrays, batch_size))
     if config.task == "classification":
         return _classification_rows(run, examples, outputs)
-    if config.task == "tagging":
-        return _tagging_rows(run, examples, batches, outputs, batch_size)
     raise ValueError(f"bertjax.predict does not know how to write predictions of task "
                      f"{config.task!r}")
 

@@ -76,7 +76,7 @@ def test_classification_predictions_and_cli(tmp_path):
                          str(tmp_path / "x.jsonl")]) == 1
 
 
-def test_tagging_predictions_per_word(tmp_path):
+def test_tagging_predictions_per_word(tmp_path, caplog):
     cfg = tagging_config.get_config()
     tiny_model(cfg)
     cfg.data.tokenizer = write_vocab(tmp_path)
@@ -84,14 +84,49 @@ def test_tagging_predictions_per_word(tmp_path):
     workdir = make_workdir(tmp_path, cfg, ["B-ANI", "O"], ("classifier", 0))
     rows = [{"tokens": r["tokens"]} for r in sentences(3, 5)]
     rows.append({"tokens": ["the", "cats", "sat"] * 5})  # longer than max_seq_length
+    rows.append({"tokens": ["the", "", "cat", " ", "\x00"]})  # words with no WordPiece
     src = write_jsonl(tmp_path / "in.jsonl", rows)
     run = predict.load_run(workdir)
     preds = predict.predict_file(run, src, batch_size=2)
     assert [p["words"] for p in preds] == [r["tokens"] for r in rows]
-    for p in preds[:3]:
-        assert p["labels"] == ["B-ANI"] * len(p["words"])
-    # Words cut off by max_seq_length get the outside label.
-    assert preds[3]["labels"][-1] == "O" and preds[3]["labels"][0] == "B-ANI"
+    for p in preds[:4]:
+        assert p["labels"] == ["B-ANI"] * len(p["words"])  # the long one too: read in windows
+    # The model never sees a word without pieces: null, not a made-up "O".
+    assert preds[4]["labels"] == ["B-ANI", None, "B-ANI", None, None]
+    assert "3 words (in 1 lines) have no WordPiece" in caplog.text
+
+
+def test_tagging_windows_cover_every_word_once(tmp_path):
+    """A long word list is read in windows of S-2 pieces; each word's first piece is owned by
+    exactly one window, the one where it has the most context; a short text is one window, the
+    row encode_tagging makes."""
+    from bertjax.tasks import features
+    tok = tokenizer_lib.load_tokenizer(write_vocab(tmp_path))
+    words = (["the", "cats", "sat", "on", "a", "dog"] * 6)[:31]
+    examples = [readers.Example("x:1", words, None, None, None),
+                readers.Example("x:2", ["the", "cat"], None, None, None),
+                readers.Example("x:3", ["", " "], None, None, None)]
+    s = 12
+    win = features.encode_tagging_windows(tok, examples, s)
+    pieces = tok.encode(words, is_pretokenized=True, add_special_tokens=False)
+    long_rows = np.flatnonzero(win["example_index"] == 0)
+    assert len(long_rows) > 1 and win["example_index"].tolist()[len(long_rows):] == [1, 2]
+    owned = win["word_index"][long_rows]
+    assert sorted(owned[owned >= 0].tolist()) == list(range(len(words)))
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    stride = (s - 2) // 2
+    for k, r in enumerate(long_rows):  # window k holds pieces [k*stride, k*stride + S-2)
+        chunk = pieces.ids[k * stride: k * stride + s - 2]
+        assert win["input_ids"][r, : len(chunk) + 2].tolist() == [cls] + chunk + [sep]
+        assert win["attention_mask"][r].sum() == len(chunk) + 2
+    # Windows 0 (pieces 0-9) and 1 (pieces 5-14) both hold words 4 ("a", piece 5) and 7
+    # ("cat" "##s", pieces 8-9): each is read where it is farther from the window's edge.
+    assert pieces.word_ids[5] == 4 and pieces.word_ids[8: 10] == [7, 7]
+    assert 4 in owned[0] and 4 not in owned[1] and 7 in owned[1] and 7 not in owned[0]
+    short = features.encode_tagging(tok, examples[1:2], s)
+    assert win["input_ids"][len(long_rows)].tolist() == short["input_ids"][0].tolist()
+    assert win["word_index"][len(long_rows)].tolist() == short["word_index"][0].tolist()
+    assert (win["word_index"][-1] == -1).all()  # no pieces: no word in the window
 
 
 def test_span_qa_answers_are_context_spans(tmp_path):

@@ -110,6 +110,61 @@ def encode_tagging(tok: tokenizers.Tokenizer, examples: Sequence[Example],
     return out
 
 
+def encode_tagging_windows(tok: tokenizers.Tokenizer, examples: Sequence[Example],
+                           max_seq_length: int, stride: int | None = None
+                           ) -> dict[str, np.ndarray]:
+    """Word lists -> one feature row per window of S-2 WordPieces, for prediction: unlike
+    `encode_tagging`, nothing is cut, so every word that has a piece is seen by the model.
+
+    A text that fits is one window (the row encode_tagging makes). A longer one is split as
+    SQuAD's contexts are: windows of S-2 pieces starting `stride` pieces apart (default half a
+    window), and each word is read from the window where its first piece has the most context
+    (`_max_context_owner`). Returns input_ids, token_type_ids, attention_mask and word_index
+    [W, S] (the word number on the first pieces a window owns, else -1), example_index [W].
+    A word with no piece (empty, or only characters the tokenizer drops) is in no window.
+    """
+    s = max_seq_length
+    room = s - 2
+    if room < 1:
+        raise DataError(f"max_seq_length={s} leaves no room for a word after [CLS] and [SEP]")
+    stride = max(1, room // 2) if stride is None else stride
+    if not 1 <= stride <= room:
+        raise ValueError(f"tagging window stride {stride} must be in 1..{room} (max_seq_length-2)")
+    cls_id, sep_id, pad_id = _special(tok, "[CLS]"), _special(tok, "[SEP]"), _pad_id(tok)
+    encodings = tok.encode_batch([e.text for e in examples], is_pretokenized=True,
+                                 add_special_tokens=False) if examples else []
+    rows: dict[str, list] = {k: [] for k in ("input_ids", "attention_mask", "word_index",
+                                             "example_index")}
+    for index, enc in enumerate(encodings):
+        ids, word_ids = enc.ids, enc.word_ids
+        firsts = [w is not None and (j == 0 or word_ids[j - 1] != w)
+                  for j, w in enumerate(word_ids)]
+        spans, start = [], 0
+        while True:
+            length = min(len(ids) - start, room)
+            spans.append((start, length))
+            if start + length >= len(ids):
+                break
+            start += stride
+        owner = _max_context_owner(spans, len(ids))
+        for w, (start, length) in enumerate(spans):
+            row = np.full(s, pad_id, np.int32)
+            row[: length + 2] = [cls_id] + ids[start: start + length] + [sep_id]
+            mask = np.zeros(s, np.int32)
+            mask[: length + 2] = 1
+            word_index = np.full(s, -1, np.int32)
+            for j in range(start, start + length):
+                if firsts[j] and owner[j] == w:
+                    word_index[j - start + 1] = word_ids[j]
+            for key, value in (("input_ids", row), ("attention_mask", mask),
+                               ("word_index", word_index), ("example_index", index)):
+                rows[key].append(value)
+    out = {k: np.asarray(v, np.int32).reshape((-1,) + ((s,) if k != "example_index" else ()))
+           for k, v in rows.items()}
+    out["token_type_ids"] = np.zeros_like(out["input_ids"])
+    return out
+
+
 def words_from_tokens(pred: np.ndarray, word_index: np.ndarray, num_words: int,
                       fill: int) -> list[int]:
     """pred, word_index: [S] -> one label id per word (`fill` for words cut by truncation)."""

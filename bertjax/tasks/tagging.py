@@ -20,7 +20,8 @@ def options(**overrides) -> ml_collections.ConfigDict:
     """config.tagging."""
     c = ml_collections.ConfigDict()
     c.classifier_dropout = ml_collections.config_dict.placeholder(float)  # None: model dropout.
-    c.outside_label = "O"  # Label given to words cut off by max_seq_length.
+    c.outside_label = "O"  # Label evaluation gives words cut off by max_seq_length (predict
+    #   reads long texts in windows: no word is cut there).
     c.update(overrides)
     return c
 
@@ -88,6 +89,21 @@ class TaggingTask(finetune_data.LabelNames, base.Task):
         outside = self.config.tagging.outside_label
         fill = names.index(outside) if outside in names else 0
         return [names[i] for i in features.words_from_tokens(pred, word_index, num_words, fill)]
+
+    def encode_windows(self, tok, examples) -> dict[str, np.ndarray]:
+        """Prediction features that cover every word (features.encode_tagging_windows)."""
+        return features.encode_tagging_windows(tok, examples, self.config.data.max_seq_length)
+
+    def window_word_labels(self, examples, windows: dict[str, np.ndarray],
+                           pred: np.ndarray) -> list[list[str | None]]:
+        """pred [W, S] over encode_windows' rows -> per example, one tag name per word; None
+        for a word that has no WordPiece (the model never sees it)."""
+        names = self.labels.names
+        out: list[list[str | None]] = [[None] * len(e.text) for e in examples]
+        rows, cols = np.nonzero(windows["word_index"] >= 0)
+        for r, c in zip(rows.tolist(), cols.tolist()):
+            out[windows["example_index"][r]][windows["word_index"][r, c]] = names[pred[r, c]]
+        return out
 
     def evaluate_predictions(self, predictions, batches):
         gold, pred = [], []
