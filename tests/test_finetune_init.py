@@ -152,3 +152,28 @@ def test_fine_tunes_from_a_checkpoint_saved_without_a_pooler(tmp_path, tiny_toke
     # initialisation, trained with the classifier.
     assert not np.allclose(got["pooler/kernel"], src["pooler/kernel"], atol=1e-3)
     assert set(tuned) == {"bert", "classifier"}
+
+
+def test_a_given_tokenizer_that_is_not_there_is_an_error_not_init_froms(tmp_path,
+                                                                          tiny_tokenizer_dir):
+    """config.data.tokenizer wins over init_from's tokenizer (that one is the default): a path
+    that is not there fails validation, naming the field, in every fine-tuning task, instead of
+    silently training with init_from's vocabulary."""
+    from bertjax.tasks import finetune_data
+    from configs import squad as squad_config
+    from configs import tagging as tagging_config
+    missing = str(tmp_path / "does/not/exist/vocab.txt")
+    for cfg in (make_config(tmp_path, tiny_tokenizer_dir), tagging_config.get_config(),
+                squad_config.get_config("v1")):
+        cfg.init_from = str(tiny_tokenizer_dir)
+        cfg.data.tokenizer = missing
+        with pytest.raises(ConfigError, match=rf"config.data.tokenizer='{missing}' does not exist"):
+            base.get_task(cfg.task)(cfg).validate(cfg)
+    with pytest.raises(ConfigError, match=r"config.data.tokenizer=.* does not exist"):
+        finetune_data.load_tokenizer(cfg)  # and the data never falls back to init_from's
+    cfg.data.tokenizer = str(tmp_path)
+    with pytest.raises(ConfigError, match=r"config.data.tokenizer=.* is a directory with no "
+                                          r"vocab.txt or tokenizer.json"):
+        finetune_data.load_tokenizer(cfg)
+    cfg.data.tokenizer = ""  # unset: init_from's
+    assert finetune_data.load_tokenizer(cfg)[0].token_to_id("[CLS]") is not None

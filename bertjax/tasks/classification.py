@@ -185,6 +185,7 @@ class ClassificationTask(finetune_data.LabelNames, base.Task):
             self.labels.names if self.labels is not None else None)
 
     def validate(self, config):
+        finetune_data.validate(config)
         if self.opts.kind not in KINDS:
             raise ConfigError(f"config.classification.kind={self.opts.kind!r} is not one of {KINDS}")
         table = {"single": metrics.CLASSIFICATION, "regression": metrics.REGRESSION,

@@ -72,11 +72,30 @@ def run_config(size: str = "base"):
     return c
 
 
+def given_tokenizer(data_cfg: ml_collections.ConfigDict) -> str:
+    """config.data.tokenizer as a path ("" when unset). A given tokenizer is the run's, whatever
+    config.init_from holds (that one is only the default), so a path that is not there, or a
+    directory with no vocab.txt / tokenizer.json, is a ConfigError naming the field: never
+    skipped for init_from's, which may be another vocabulary."""
+    if not data_cfg.tokenizer:
+        return ""
+    path = os.path.expanduser(data_cfg.tokenizer)
+    if not os.path.exists(path):
+        raise ConfigError(f"config.data.tokenizer={data_cfg.tokenizer!r} does not exist (a "
+                          "vocab.txt, a tokenizer.json or a directory with either; unset it to "
+                          "use config.init_from's tokenizer)")
+    if os.path.isdir(path) and not tokenizer_lib.holds_tokenizer(path):
+        raise ConfigError(f"config.data.tokenizer={data_cfg.tokenizer!r} is a directory with no "
+                          "vocab.txt or tokenizer.json")
+    return path
+
+
 def load_tokenizer(config: ml_collections.ConfigDict) -> tuple[tokenizers.Tokenizer, str]:
     """config.data.tokenizer, else the tokenizer of config.init_from -> (tokenizer, dir with
     vocab.txt and tokenizer.json)."""
-    candidates = [config.data.tokenizer] if config.data.tokenizer else []
-    if config.get("init_from"):
+    given = given_tokenizer(config.data)
+    candidates = [given] if given else []
+    if config.get("init_from") and not given:
         candidates += [os.path.join(config.init_from, "tokenizer"), config.init_from]
     for path in candidates:
         if not os.path.exists(path) or (os.path.isdir(path)
@@ -89,6 +108,12 @@ def load_tokenizer(config: ml_collections.ConfigDict) -> tuple[tokenizers.Tokeni
     raise readers.DataError(
         "no tokenizer: set config.data.tokenizer, or config.init_from to a directory with "
         f"vocab.txt or tokenizer.json (looked in {candidates or 'nothing'})")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """The checks of config.data that every fine-tuning task's validate makes, before any data
+    is read or anything is built: raises ConfigError naming the field."""
+    given_tokenizer(config.data)
 
 
 def uses_tfds(data_cfg: ml_collections.ConfigDict) -> bool:

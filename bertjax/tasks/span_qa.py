@@ -110,3 +110,6 @@ class SpanQATask(base.Task):
             self.eval_windows.arrays if evaluation else None,
             batch_size=config.batch_size // process_count, seed=config.seed,
             process_index=process_index, process_count=process_count)
+
+    def validate(self, config):
+        finetune_data.validate(config)

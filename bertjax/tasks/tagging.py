@@ -137,3 +137,6 @@ class TaggingTask(finetune_data.LabelNames, base.Task):
     def data(self, config, workdir, process_index, process_count):
         return finetune_data.encoded_data(self, config, workdir, process_index, process_count,
                                           self.labels.names)
+
+    def validate(self, config):
+        finetune_data.validate(config)
