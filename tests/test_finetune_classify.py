@@ -130,3 +130,21 @@ def test_binary_f1_on_three_classes_fails_before_training(tmp_path):
     # Two classes are fine.
     cfg.data.train = write_csv(tmp_path / "two.csv", synthetic(20, 0))
     classification.ClassificationTask(cfg).data(cfg, None, 0, 1)
+
+
+def test_a_label_named_twice_in_config_labels_fails_validation(tmp_path):
+    """neg,pos,neg would be three output units and lose one in the predictions' names."""
+    from bertjax.model import ConfigError
+    from bertjax.tasks import classification, tagging
+    from configs import tagging as tagging_config
+    cfg = make_config(tmp_path)
+    cfg.data.labels = "neg, pos,neg"
+    with pytest.raises(ConfigError, match=r"config.data.labels='neg, pos,neg' names 'neg' more "
+                                          r"than once"):
+        classification.ClassificationTask(cfg).validate(cfg)
+    tag = tagging_config.get_config()
+    tag.data.labels = "O,B-X,O,B-X"
+    with pytest.raises(ConfigError, match=r"names 'B-X', 'O' more than once"):
+        tagging.TaggingTask(tag).validate(tag)
+    cfg.data.labels = "neg,pos"
+    classification.ClassificationTask(cfg).validate(cfg)

@@ -161,7 +161,14 @@ class LabelNames:
         return len(names) if names else None
 
     def _given_labels(self) -> list[str]:
-        return [x.strip() for x in self.config.data.labels.split(",") if x.strip()]
+        """config.data.labels parsed; a name given twice is a ConfigError (it would be two
+        output units, one of them never the target, and the predictions' names would clash)."""
+        names = [x.strip() for x in self.config.data.labels.split(",") if x.strip()]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"config.data.labels={self.config.data.labels!r} names "
+                              f"{', '.join(map(repr, twice))} more than once; each label once")
+        return names
 
     def _labels_in_train(self) -> list[str]:
         raise NotImplementedError

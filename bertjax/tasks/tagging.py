@@ -140,3 +140,4 @@ class TaggingTask(finetune_data.LabelNames, base.Task):
 
     def validate(self, config):
         finetune_data.validate(config)
+        self.known_label_count()  # config.data.labels: each name once
