@@ -148,3 +148,31 @@ def test_a_label_named_twice_in_config_labels_fails_validation(tmp_path):
         tagging.TaggingTask(tag).validate(tag)
     cfg.data.labels = "neg,pos"
     classification.ClassificationTask(cfg).validate(cfg)
+
+
+@pytest.mark.parametrize("pair,length,ok", [(False, 2, False), (False, 3, True), (True, 4, False),
+                                            (True, 5, True), (False, 0, False)])
+def test_max_seq_length_must_hold_the_shortest_example(tmp_path, pair, length, ok):
+    """S=0/1 failed in numpy broadcasting and pairs at S=2 with 'pop from empty list'."""
+    from bertjax.model import ConfigError
+    from bertjax.tasks import classification
+    cfg = make_config(tmp_path)
+    cfg.data.text_pair_column = "text_b" if pair else ""
+    cfg.data.max_seq_length = length
+    task = classification.ClassificationTask(cfg)
+    if ok:
+        task.validate(cfg)
+        return
+    layout = r"\[CLS\] a \[SEP\] b \[SEP\], at least 5" if pair else r"\[CLS\] text \[SEP\], at least 3"
+    with pytest.raises(ConfigError, match=rf"config.data.max_seq_length={length} is too short: "
+                                          rf"an example is {layout} tokens"):
+        task.validate(cfg)
+
+
+def test_max_seq_length_beyond_the_position_table_fails_validation(tmp_path):
+    from bertjax.model import ConfigError
+    cfg = make_config(tmp_path)
+    cfg.data.max_seq_length = 18
+    with pytest.raises(ConfigError, match=r"config.data.max_seq_length=18 exceeds "
+                                          r"config.model.max_position_embeddings=17"):
+        train.validate(cfg, num_devices=1, process_count=1)

@@ -121,3 +121,35 @@ def test_answer_text_matches_hugging_face_and_google_rules(tmp_path):
                        if a < hf_offsets[j][1] and b > hf_offsets[i][0]]
             google_text = get_final_text(pred_text, " ".join(covered), do_lower_case=True)
             assert decode_span(w, i, j).text == hf_text == google_text, (i, j)
+
+
+def test_window_options_that_cannot_work_fail_validation_naming_the_field():
+    """doc_stride=0 used to loop forever building windows; each bad option is named up front."""
+    from bertjax.model import ConfigError
+    import pytest
+
+    def check(match, **squad):
+        cfg = squad_config.get_config("v1")
+        cfg.data.max_seq_length = 32
+        cfg.squad.update(doc_stride=8, max_query_length=10)
+        cfg.squad.update(squad)
+        task = base.get_task("span_qa")(cfg)
+        if match is None:
+            task.validate(cfg)
+            return
+        with pytest.raises(ConfigError, match=match):
+            task.validate(cfg)
+
+    check(None)
+    check(None, doc_stride=19)  # 32 - 10 - 3: windows side by side
+    check(r"config.squad.doc_stride must be >= 1, got 0 \(windows would never advance\)",
+          doc_stride=0)
+    check(r"config.squad.doc_stride=20 exceeds the 19 context tokens.*max_seq_length=32.*"
+          r"max_query_length=10", doc_stride=20)
+    check(r"config.squad.max_query_length must be >= 1, got 0", max_query_length=0)
+    check(r"config.data.max_seq_length=32 leaves no room for the context after "
+          r"config.squad.max_query_length=29", max_query_length=29)
+    check(r"config.squad.n_best_size must be >= 1", n_best_size=0)
+    check(r"config.squad.max_answer_length must be >= 1", max_answer_length=-1)
+    with pytest.raises(ValueError, match="doc_stride must be >= 1"):  # the library guard
+        features.encode_qa(None, [], max_seq_length=32, doc_stride=0, max_query_length=10)

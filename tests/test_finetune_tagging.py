@@ -62,3 +62,13 @@ def test_tagger_trains_and_predicts_per_word(tmp_path):
     words = task.word_labels(b["labels"][0], b["word_index"][0], int(b["num_words"][0]))
     ex = task.eval_examples[0]
     assert words == [task.labels.names[t] for t in ex.label]
+
+
+def test_max_seq_length_too_short_for_a_word_fails_validation():
+    import pytest
+    from bertjax.model import ConfigError
+    cfg = tagging_config.get_config()
+    cfg.data.max_seq_length = 2
+    with pytest.raises(ConfigError, match=r"config.data.max_seq_length=2 is too short: an "
+                                          r"example is \[CLS\] word \[SEP\]"):
+        base.get_task("tagging")(cfg).validate(cfg)

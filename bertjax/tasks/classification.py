@@ -185,7 +185,9 @@ class ClassificationTask(finetune_data.LabelNames, base.Task):
             self.labels.names if self.labels is not None else None)
 
     def validate(self, config):
-        finetune_data.validate(config)
+        pairs = bool(config.data.text_pair_column)
+        finetune_data.validate(config, layout="[CLS] a [SEP] b [SEP]" if pairs
+                               else "[CLS] text [SEP]")
         if self.opts.kind not in KINDS:
             raise ConfigError(f"config.classification.kind={self.opts.kind!r} is not one of {KINDS}")
         table = {"single": metrics.CLASSIFICATION, "regression": metrics.REGRESSION,

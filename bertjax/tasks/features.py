@@ -212,6 +212,8 @@ def encode_qa(tok: tokenizers.Tokenizer, examples: Sequence[QAExample], *, max_s
     The first gold answer is the training target (SQuAD train sets have one answer).
     """
     s = max_seq_length
+    if doc_stride < 1:  # the windows would never advance (span_qa's validate names the field)
+        raise ValueError(f"doc_stride must be >= 1, got {doc_stride}")
     cls_id, sep_id, pad_id = _special(tok, "[CLS]"), _special(tok, "[SEP]"), _pad_id(tok)
     questions = tok.encode_batch([e.question for e in examples], add_special_tokens=False)
     contexts = tok.encode_batch([e.context for e in examples], add_special_tokens=False)

@@ -110,10 +110,19 @@ def load_tokenizer(config: ml_collections.ConfigDict) -> tuple[tokenizers.Tokeni
         f"vocab.txt or tokenizer.json (looked in {candidates or 'nothing'})")
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
+def validate(config: ml_collections.ConfigDict, *, layout: str = "[CLS] text [SEP]") -> None:
     """The checks of config.data that every fine-tuning task's validate makes, before any data
-    is read or anything is built: raises ConfigError naming the field."""
-    given_tokenizer(config.data)
+    is read or anything is built: raises ConfigError naming the field.
+
+    layout: the task's shortest sequence, one token per word that is not a special token
+    ("[CLS] a [SEP] b [SEP]"): max_seq_length must hold it. (train.validate checks that
+    max_seq_length fits config.model.max_position_embeddings.)"""
+    data = config.data
+    shortest = len(layout.split())
+    if data.max_seq_length < shortest:
+        raise ConfigError(f"config.data.max_seq_length={data.max_seq_length} is too short: an "
+                          f"example is {layout}, at least {shortest} tokens")
+    given_tokenizer(data)
 
 
 def uses_tfds(data_cfg: ml_collections.ConfigDict) -> bool:

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from bertjax.model import ConfigError
 from bertjax.tasks import base, features, finetune_data, heads, metrics, readers, squad_decode
 
 
@@ -112,4 +113,27 @@ class SpanQATask(base.Task):
             process_index=process_index, process_count=process_count)
 
     def validate(self, config):
-        finetune_data.validate(config)
+        """config.squad against config.data.max_seq_length, as features.encode_qa builds the
+        windows: [CLS] question [SEP] context [SEP], the question cut to max_query_length, the
+        rest (room) for the context, windows starting doc_stride tokens apart."""
+        o, seq = config.squad, config.data.max_seq_length
+        for name in ("max_query_length", "doc_stride", "n_best_size", "max_answer_length"):
+            if o[name] < 1:
+                why = " (windows would never advance)" if name == "doc_stride" else ""
+                raise ConfigError(f"config.squad.{name} must be >= 1, got {o[name]!r}{why}")
+        room = seq - o.max_query_length - 3
+        if room < 1:
+            raise ConfigError(
+                f"config.data.max_seq_length={seq} leaves no room for the context after "
+                f"config.squad.max_query_length={o.max_query_length} question tokens and "
+                f"[CLS] [SEP] [SEP]: max_seq_length must be > max_query_length + 3")
+        if o.doc_stride > room:
+            # encode_qa (as google-research/bert) advances by min(window length, doc_stride):
+            # nothing is skipped, but the stride asked for is not the one used.
+            raise ConfigError(
+                f"config.squad.doc_stride={o.doc_stride} exceeds the {room} context tokens a "
+                f"window holds after a full question (config.data.max_seq_length={seq} - "
+                f"config.squad.max_query_length={o.max_query_length} - 3): windows would start "
+                f"{room} apart, not {o.doc_stride}; set doc_stride <= {room} (BERT: 128 at "
+                "384/64)")
+        finetune_data.validate(config, layout="[CLS] question [SEP] context [SEP]")

@@ -139,5 +139,5 @@ class TaggingTask(finetune_data.LabelNames, base.Task):
                                           self.labels.names)
 
     def validate(self, config):
-        finetune_data.validate(config)
+        finetune_data.validate(config, layout="[CLS] word [SEP]")
         self.known_label_count()  # config.data.labels: each name once
