@@ -176,3 +176,35 @@ def test_max_seq_length_beyond_the_position_table_fails_validation(tmp_path):
     with pytest.raises(ConfigError, match=r"config.data.max_seq_length=18 exceeds "
                                           r"config.model.max_position_embeddings=17"):
         train.validate(cfg, num_devices=1, process_count=1)
+
+
+@pytest.mark.parametrize("split", ["validation", "train"])
+def test_a_split_file_without_examples_is_an_error_naming_it(tmp_path, split):
+    """A header-only validation file used to mean no evaluation without a word (and, with
+    config.eval_metric, a late 'not among the eval metrics []'); a header-only train file with
+    config.data.labels given said 'no training data: set config.data.train'."""
+    from bertjax.tasks import classification
+    cfg = make_config(tmp_path)
+    cfg.data.labels = "neg,pos"
+    cfg.data[split] = write_csv(tmp_path / "header_only.csv", [])
+    task = classification.ClassificationTask(cfg)
+    with pytest.raises(readers.DataError, match=rf"config.data.{split}='.*header_only.csv' has "
+                                                r"no examples"):
+        task.data(cfg, None, 0, 1)
+    # Rows all skipped as bad are no examples either.
+    cfg.data.on_bad_row = "skip"
+    write_csv(tmp_path / "header_only.csv", [("a cat", "maybe" if split == "validation" else "")])
+    with pytest.raises(readers.DataError, match=r"header_only.csv' has no examples"):
+        task.data(cfg, None, 0, 1)
+
+
+def test_eval_metric_without_validation_data_fails_validation(tmp_path):
+    from bertjax.model import ConfigError
+    from bertjax.tasks import classification
+    cfg = make_config(tmp_path)
+    cfg.eval_metric = "accuracy"
+    classification.ClassificationTask(cfg).validate(cfg)
+    cfg.data.validation = ""
+    with pytest.raises(ConfigError, match=r"config.eval_metric='accuracy' needs evaluations but "
+                                          r"no validation data is set"):
+        classification.ClassificationTask(cfg).validate(cfg)

@@ -153,3 +153,15 @@ def test_window_options_that_cannot_work_fail_validation_naming_the_field():
     check(r"config.squad.max_answer_length must be >= 1", max_answer_length=-1)
     with pytest.raises(ValueError, match="doc_stride must be >= 1"):  # the library guard
         features.encode_qa(None, [], max_seq_length=32, doc_stride=0, max_query_length=10)
+
+
+def test_a_squad_file_without_questions_is_an_error_naming_it(tmp_path):
+    import pytest
+    cfg = squad_config.get_config("v1")
+    cfg.data.update(tfds_name="", tokenizer=write_vocab(tmp_path), max_seq_length=16,
+                    train=squad_file(tmp_path / "train.json", 4),
+                    validation=squad_file(tmp_path / "dev.json", 0))
+    cfg.squad.update(doc_stride=4, max_query_length=5)
+    with pytest.raises(readers.DataError, match=r"config.data.validation='.*dev.json' has no "
+                                                r"examples"):
+        base.get_task("span_qa")(cfg).data(cfg, None, 0, 1)

@@ -123,6 +123,12 @@ def validate(config: ml_collections.ConfigDict, *, layout: str = "[CLS] text [SE
         raise ConfigError(f"config.data.max_seq_length={data.max_seq_length} is too short: an "
                           f"example is {layout}, at least {shortest} tokens")
     given_tokenizer(data)
+    metric = config.get("eval_metric", "")
+    has_validation = data.validation_split if uses_tfds(data) else data.validation
+    if metric and config.get("num_eval_batches", -1) != 0 and not has_validation:
+        raise ConfigError(f"config.eval_metric={metric!r} needs evaluations but no validation "
+                          "data is set: set config.data.validation (or config.data.tfds_name "
+                          "and validation_split), or unset config.eval_metric")
 
 
 def uses_tfds(data_cfg: ml_collections.ConfigDict) -> bool:
@@ -147,6 +153,23 @@ def split_rows(data_cfg: ml_collections.ConfigDict, split: str) -> Iterator[read
         return readers.read_tfds(data_cfg.tfds_name, name, data_cfg.tfds_data_dir or None)
     path = data_cfg[split]
     return readers.read_rows(path) if path else None
+
+
+def read_split(task, split: str) -> list | None:
+    """task.read_examples(split): None when the split is not configured; a split that is but
+    gives no example (a header-only or empty file, every row skipped as bad) is a DataError
+    naming where it was read from: an empty validation set would otherwise silently mean no
+    evaluation, and an empty train set a misleading "no training data"."""
+    examples = task.read_examples(split)
+    if examples is not None and not examples:
+        data = task.config.data
+        where = (f"config.data.{split}_split={data[f'{split}_split']!r} of "
+                 f"tfds:{data.tfds_name}" if uses_tfds(data) else f"config.data.{split}="
+                 f"{data[split]!r}")
+        fix = "" if split == "train" else " (or unset it: no evaluation)"
+        raise readers.DataError(f"{where} has no examples (no data rows, or only bad rows "
+                                f"skipped): give one with examples{fix}")
+    return examples
 
 
 class LabelNames:
@@ -235,8 +258,8 @@ def encoded_data(task, config: ml_collections.ConfigDict, workdir: str | None,
     tok, tok_dir = load_tokenizer(config)
     if label_names is not None and process_index == 0:
         write_labels(workdir, task.name, label_names)
-    train = task.read_examples("train")
-    evaluation = task.read_examples("validation")
+    train = read_split(task, "train")
+    evaluation = read_split(task, "validation")
     task.eval_examples = evaluation or []
     return FinetuneData(
         tok, tok_dir, task.encode(tok, train) if train else None,

@@ -102,8 +102,8 @@ class SpanQATask(base.Task):
 
     def data(self, config, workdir, process_index, process_count):
         tok, tok_dir = finetune_data.load_tokenizer(config)
-        train = self.read_examples("train")
-        evaluation = self.read_examples("validation")
+        train = finetune_data.read_split(self, "train")
+        evaluation = finetune_data.read_split(self, "validation")
         self.eval_examples = evaluation or []
         self.eval_windows = self.encode(tok, evaluation) if evaluation else None
         return finetune_data.FinetuneData(
