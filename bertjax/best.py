@@ -18,11 +18,12 @@ checkpoint. A smaller patience the count already reaches stops the rerun where i
 
 from __future__ import annotations
 
+import difflib
 import json
 import logging
 import math
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import flax.linen as nn
 import jax
@@ -61,7 +62,17 @@ def read_best(workdir: str) -> dict | None:
         return json.load(f)
 
 
-def validate(config: ml_collections.ConfigDict) -> None:
+def validate(config: ml_collections.ConfigDict,
+             metric_names: Iterable[str] | None = None) -> None:
+    """metric_names: what an evaluation logs (the task's eval_metric_names; without "eval/"),
+    for config.eval_metric to be among them now rather than at the first evaluation."""
+    metric = (config.get("eval_metric", "") or "").removeprefix("eval/")
+    if metric and metric_names is not None and metric not in metric_names:
+        close = (difflib.get_close_matches(metric, list(metric_names), n=1)
+                 or sorted(n for n in metric_names if n.endswith("_" + metric)))  # f1: entity_f1
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"config.eval_metric={config.eval_metric!r} is not among the eval "
+                          f"metrics of this config {sorted(metric_names)}{hint}")
     mode = config.get("eval_metric_mode", "max")
     if mode not in MODES:
         raise ConfigError(f"config.eval_metric_mode={mode!r} is not one of {MODES}")

@@ -274,6 +274,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     task_cls = tasks_base.get_task(config.task)
     task = task_cls(config)
     task.validate(config)
+    best_lib.validate(config, task.eval_metric_names())  # now, not at the first evaluation
     mesh = sharding.make_mesh(config.mesh)
     rules = sharding.rules(config.mesh)
     primary = jax.process_index() == 0

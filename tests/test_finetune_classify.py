@@ -9,7 +9,7 @@ import pytest
 
 from bertjax import train
 from bertjax.data import tokenizer as tokenizer_lib
-from bertjax.tasks import finetune_data, readers
+from bertjax.tasks import classification, finetune_data, readers
 from configs import classify as classify_config
 
 FILLER = "the a big red house sat on mat ran to went in where is".split()
@@ -75,6 +75,9 @@ def test_classifier_learns_separable_task_and_saves_labels(tmp_path):
     summary = train.train_and_evaluate(cfg, workdir)
     assert summary["step"] == 40
     assert summary["eval"]["eval/accuracy"] >= 0.9, summary["eval"]
+    # What config.eval_metric is checked against up front is what an evaluation logs.
+    task = classification.ClassificationTask(cfg)
+    assert {k.removeprefix("eval/") for k in summary["eval"]} == task.eval_metric_names()
     assert finetune_data.read_labels(workdir) == ["neg", "pos"]
     lines = [json.loads(l) for l in open(os.path.join(workdir, "metrics.jsonl"))]
     assert any("eval/accuracy" in l for l in lines)
@@ -208,3 +211,31 @@ def test_eval_metric_without_validation_data_fails_validation(tmp_path):
     with pytest.raises(ConfigError, match=r"config.eval_metric='accuracy' needs evaluations but "
                                           r"no validation data is set"):
         classification.ClassificationTask(cfg).validate(cfg)
+
+
+def test_eval_metric_typo_fails_before_anything_is_built(tmp_path):
+    """Found at the first evaluation (step 500 by default) before; now before any data is read."""
+    from bertjax.model import ConfigError
+    cfg = make_config(tmp_path)
+    cfg.eval_metric = "acuracy"
+    cfg.data.train = str(tmp_path / "never_read.csv")
+    workdir = tmp_path / "run"
+    with pytest.raises(ConfigError, match=r"config.eval_metric='acuracy' is not among the eval "
+                                          r"metrics of this config \['accuracy', 'f1', 'loss', "
+                                          r"'matthews'\]; did you mean 'accuracy'\?"):
+        train.train_and_evaluate(cfg, str(workdir))
+    assert not workdir.exists()
+    # A classification metric the config does not compute: where to add it.
+    cfg.classification.metrics = ("accuracy",)
+    cfg.eval_metric = "eval/matthews"
+    with pytest.raises(ConfigError, match=r"config.eval_metric='eval/matthews' is computed only "
+                                          r"when config.classification.metrics lists it"):
+        train.train_and_evaluate(cfg, str(workdir))
+    # The names follow the kind: a regression logs no accuracy.
+    reg = classify_config.get_config("regression")
+    reg.eval_metric = "accuracy"
+    task = classification.ClassificationTask(reg)
+    assert task.eval_metric_names() == {"loss", "pearson", "spearman"}
+    with pytest.raises(ConfigError, match=r"'accuracy' is not among .*\['loss', 'pearson'"):
+        from bertjax import best
+        best.validate(reg, task.eval_metric_names())

@@ -40,6 +40,7 @@ def test_squad_normalisation_and_scores():
     assert s["exact_match"] == pytest.approx(2 / 3)
     assert s["f1"] == pytest.approx(2 / 3)
     assert s["no_ans_exact_match"] == 1.0 and s["has_ans_exact_match"] == 0.5
+    assert set(s) == metrics.squad_score_names(version_2=True)  # eval_metric's up-front names
     # As evaluate-v2.0.py: "the" normalises to nothing, so only "" scores on q4, but q4 had an
     # answer text and so counts in the has-answer breakdown.
     s = metrics.squad_scores(dict(golds, q4=["The"]), dict(preds, q4=""), version_2=True)

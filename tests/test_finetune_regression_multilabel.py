@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from bertjax import predict, train
+from bertjax.tasks import classification
 from configs import classify as classify_config
 from test_finetune_classify import FILLER, tiny_model, write_vocab
 
@@ -60,6 +61,8 @@ def test_fine_tune_and_predict(tmp_path, kind, metrics):
     workdir = str(tmp_path / "run")
     summary = train.train_and_evaluate(cfg, workdir)
     assert summary["step"] == 12
+    task = classification.ClassificationTask(cfg)  # eval_metric's up-front names: those logged
+    assert {k.removeprefix("eval/") for k in summary["eval"]} == task.eval_metric_names()
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         evals = [json.loads(l) for l in f if '"eval/' in l]
     for name in metrics:

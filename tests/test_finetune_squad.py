@@ -41,6 +41,8 @@ def test_squad_trains_and_decodes(tmp_path):
     cfg.optimizer.warmup_steps = 1
     summary = train.train_and_evaluate(cfg, str(tmp_path / "run"))
     assert summary["step"] == 4 and np.isfinite(summary["eval"]["eval/loss"])
+    names = base.get_task("span_qa")(cfg).eval_metric_names()  # what eval_metric is checked on
+    assert {k.removeprefix("eval/") for k in summary["eval"]} == names
 
     task = base.get_task("span_qa")(cfg)
     data = task.data(cfg, None, 0, 1)
@@ -165,3 +167,18 @@ def test_a_squad_file_without_questions_is_an_error_naming_it(tmp_path):
     with pytest.raises(readers.DataError, match=r"config.data.validation='.*dev.json' has no "
                                                 r"examples"):
         base.get_task("span_qa")(cfg).data(cfg, None, 0, 1)
+
+
+def test_eval_metric_names_follow_the_squad_version():
+    import pytest
+    from bertjax import best
+    from bertjax.model import ConfigError
+    for version, ok in (("v1", False), ("v2", True)):
+        cfg = squad_config.get_config(version)
+        cfg.eval_metric = "has_ans_f1"  # the v2.0 breakdown: no such score under v1.1
+        names = base.get_task("span_qa")(cfg).eval_metric_names()
+        if ok:
+            best.validate(cfg, names)
+            continue
+        with pytest.raises(ConfigError, match=r"config.eval_metric='has_ans_f1' is not among"):
+            best.validate(cfg, names)

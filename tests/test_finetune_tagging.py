@@ -42,6 +42,8 @@ def test_tagger_trains_and_predicts_per_word(tmp_path):
     workdir = str(tmp_path / "run")
     summary = train.train_and_evaluate(cfg, workdir)
     assert summary["eval"]["eval/word_accuracy"] >= 0.9, summary["eval"]
+    names = base.get_task("tagging")(cfg).eval_metric_names()  # what eval_metric is checked on
+    assert {k.removeprefix("eval/") for k in summary["eval"]} == names
     assert finetune_data.read_labels(workdir) == ["B-ANI", "O"]
     # A tagger never reads the pooler: trained from scratch, it leaves it untrained, and says so.
     from bertjax import checkpoint as ckpt_lib
@@ -72,3 +74,14 @@ def test_max_seq_length_too_short_for_a_word_fails_validation():
     with pytest.raises(ConfigError, match=r"config.data.max_seq_length=2 is too short: an "
                                           r"example is \[CLS\] word \[SEP\]"):
         base.get_task("tagging")(cfg).validate(cfg)
+
+
+def test_eval_metric_is_checked_against_the_tagging_metrics():
+    import pytest
+    from bertjax import best
+    from bertjax.model import ConfigError
+    cfg = tagging_config.get_config()
+    cfg.eval_metric = "f1"
+    with pytest.raises(ConfigError, match=r"config.eval_metric='f1' is not among .*'entity_f1'.*"
+                                          r"did you mean 'entity_f1'"):
+        best.validate(cfg, base.get_task("tagging")(cfg).eval_metric_names())

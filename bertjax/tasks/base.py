@@ -154,6 +154,13 @@ class Task(abc.ABC):
         """Host-side metrics from all eval predictions (numpy, global batches). Default: none."""
         return {}
 
+    def eval_metric_names(self) -> frozenset[str] | None:
+        """The names (without "eval/") an evaluation under this config can log: those of
+        loss_fn's metrics, "loss", finalize_metrics' and evaluate_predictions'. The trainer
+        checks config.eval_metric against them before anything is built (bertjax.best.validate).
+        None (the default): not known up front, no check."""
+        return None
+
     # -- data -------------------------------------------------------------------------------
 
     @abc.abstractmethod

@@ -127,6 +127,10 @@ class ClassificationTask(finetune_data.LabelNames, base.Task):
             metrics_["accuracy"] = base.sum_and_count(correct, w)
         return {"loss": metrics_["loss"][0]}, metrics_
 
+    def eval_metric_names(self):
+        device = ("loss", "accuracy") if self.kind == "single" else ("loss",)  # loss_fn's
+        return frozenset(device) | frozenset(self.opts.metrics)  # + evaluate_predictions'
+
     # -- prediction-based evaluation ------------------------------------------------------------
 
     def predict_fn(self, model, params, batch):
@@ -196,6 +200,11 @@ class ClassificationTask(finetune_data.LabelNames, base.Task):
             if name not in table:
                 raise ConfigError(f"config.classification.metrics: {name!r} is not one of "
                                   f"{sorted(table)} for kind {self.opts.kind!r}")
+        metric = (config.get("eval_metric", "") or "").removeprefix("eval/")
+        if metric in table and metric not in self.eval_metric_names():
+            raise ConfigError(f"config.eval_metric={config.eval_metric!r} is computed only when "
+                              f"config.classification.metrics lists it (now "
+                              f"{tuple(self.opts.metrics)}); add it there")
         count = self.known_label_count()
         if self.opts.kind == "single" and count is not None:
             self._check_metrics_fit(count)

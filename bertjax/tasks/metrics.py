@@ -155,10 +155,22 @@ def squad_scores(golds: dict[str, Sequence[str]], preds: dict[str, str], *,
     out = {"exact_match": float(np.mean(per["all"][0])) if per["all"][0] else 0.0,
            "f1": float(np.mean(per["all"][1])) if per["all"][1] else 0.0}
     if "has_ans" in per and "no_ans" in per:
-        for kind in ("has_ans", "no_ans"):
+        for kind in SQUAD_BREAKDOWN:
             out[f"{kind}_exact_match"] = float(np.mean(per[kind][0]))
             out[f"{kind}_f1"] = float(np.mean(per[kind][1]))
     return out
+
+
+SQUAD_BREAKDOWN = ("has_ans", "no_ans")
+
+
+def squad_score_names(version_2: bool) -> frozenset[str]:
+    """Every key squad_scores can return: the breakdowns only under v2.0 (v1.1 has no
+    unanswerable questions), and there only when the dev set has both kinds."""
+    names = {"exact_match", "f1"}
+    if version_2:
+        names |= {f"{kind}_{m}" for kind in SQUAD_BREAKDOWN for m in ("exact_match", "f1")}
+    return frozenset(names)
 
 
 # --------------------------------------------------------------------------------------------

@@ -86,6 +86,10 @@ class SpanQATask(base.Task):
         preds = {e.uid: a.text for e, a in zip(self.eval_examples, answers)}
         return metrics.squad_scores(golds, preds, version_2=self.config.squad.version_2)
 
+    def eval_metric_names(self):
+        return frozenset({"loss", "window_span_accuracy"}
+                         | metrics.squad_score_names(self.config.squad.version_2))
+
     def read_examples(self, split, with_labels=True):
         data = self.config.data
         rows = finetune_data.split_rows(data, split)

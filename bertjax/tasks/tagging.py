@@ -15,6 +15,8 @@ import numpy as np
 
 from bertjax.tasks import base, features, finetune_data, heads, metrics, readers
 
+ENTITY_SCORES = ("f1", "precision", "recall")  # of metrics.entity_f1, logged as entity_<name>
+
 
 def options(**overrides) -> ml_collections.ConfigDict:
     """config.tagging."""
@@ -118,8 +120,10 @@ class TaggingTask(finetune_data.LabelNames, base.Task):
                 gold.append([names[t] for t in ex.label])
                 pred.append(words)
         scores = metrics.entity_f1(gold, pred)
-        return {"entity_f1": scores["f1"], "entity_precision": scores["precision"],
-                "entity_recall": scores["recall"]}
+        return {f"entity_{k}": scores[k] for k in ENTITY_SCORES}
+
+    def eval_metric_names(self):
+        return frozenset({"loss", "word_accuracy"} | {f"entity_{k}" for k in ENTITY_SCORES})
 
     def read_examples(self, split: str, with_labels: bool = True):
         data = self.config.data
