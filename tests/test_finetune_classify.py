@@ -104,6 +104,17 @@ def test_empty_train_label_is_not_a_class(tmp_path):
     assert len(task.read_examples("train")) == 256
 
 
+def test_a_row_with_an_unquoted_comma_adds_no_class(tmp_path):
+    from bertjax.tasks import classification
+    cfg = make_config(tmp_path)
+    with open(cfg.data.train, "a") as f:
+        f.write("the dog, big house,neg\n")
+    task = classification.ClassificationTask(cfg)
+    assert task.labels.names == ["neg", "pos"]  # not " big house"
+    with pytest.raises(readers.DataError, match=r"train.csv:258: 3 fields, the header has 2"):
+        task.read_examples("train")
+
+
 def test_header_only_train_file_is_named(tmp_path):
     from bertjax.tasks import classification
     cfg = make_config(tmp_path)

@@ -256,3 +256,34 @@ def test_a_file_that_is_not_utf8_is_a_data_error_naming_it(tmp_path, name, head,
     path.write_bytes(head + b"the cat,pos\n" * (head != b"") + row)
     with pytest.raises(readers.DataError, match=rf"{name}: not UTF-8 text at or after line [12]\b"):
         list(readers.read_rows(str(path)))
+
+
+def text_examples(path, policy="error", kind="classification", labels=("neg", "pos"), **kw):
+    """readers.text_examples on a file's rows with text/label columns; returns (examples, bad)."""
+    bad = readers.BadRows(policy, "train")
+    space = readers.LabelSpace(list(labels)) if kind != "regression" else None
+    examples = readers.text_examples(readers.read_rows(str(path)), kind=kind, text_column="text",
+                                     text_pair_column=None, label_column="label", labels=space,
+                                     bad=bad, **kw)
+    return examples, bad
+
+
+@pytest.mark.parametrize("kind,row", [("classification", "the dog, big house,neg"),
+                                      ("regression", "the mat,1,5")])
+def test_a_row_with_more_fields_than_the_header_is_a_bad_row(tmp_path, kind, row):
+    """An unquoted comma shifts the fields: which one is the label is unknown, so none is read."""
+    path = write(tmp_path / "train.csv", f"text,label\nthe cat,1\n{row}\n")
+    with pytest.raises(readers.DataError, match=r"train\.csv:3: 3 fields, the header has 2; a "
+                                                r"field with a comma in it must be quoted \(set"):
+        text_examples(path, kind=kind, labels=("1", "neg"))
+    examples, bad = text_examples(path, "skip", kind=kind, labels=("1", "neg"))
+    assert [e.text for e in examples] == ["the cat"] and len(bad.skipped) == 1
+    # Prediction input (no labels read) too.
+    path = write(tmp_path / "test.csv", "text\nthe dog, big house\nthe cat\n")
+    examples, bad = text_examples(path, "skip", with_labels=False)
+    assert [e.text for e in examples] == ["the cat"]
+    assert bad.skipped == [f"{path}:2: 2 fields, the header has 1; a field with a comma in it "
+                           "must be quoted"]
+    path = write(tmp_path / "test.tsv", "text\tlabel\nthe\tdog\tneg\n")
+    with pytest.raises(readers.DataError, match=r"test\.tsv:2: 3 fields, the header has 2 \(set"):
+        text_examples(path, with_labels=False)

@@ -103,14 +103,22 @@ def _read_delimited(path: str, delimiter: str) -> Iterator[Row]:
             if not record:
                 start = reader.line_num + 1
                 continue
-            if len(record) != len(header):
-                # Keep it, with the missing columns absent, so the field check names what is missing.
-                fields = {k: v for k, v in zip(header, record)}
-                fields["__ragged__"] = f"{len(record)} columns, the header has {len(header)}"
-            else:
-                fields = dict(zip(header, record))
-            yield Row(f"{path}:{start}", fields)
+            yield Row(f"{path}:{start}", _delimited_fields(header, record, delimiter))
             start = reader.line_num + 1
+
+
+def _delimited_fields(header: list[str], record: list[str], delimiter: str) -> dict[str, Any]:
+    """A CSV/TSV record -> Row fields. More fields than the header is a bad row ("__invalid__"):
+    which field is which is unknown (an unquoted comma in a text). Fewer is kept, with the missing
+    ones absent, so the field check names what is missing (trailing columns may be optional)."""
+    counts = f"{len(record)} fields, the header has {len(header)}"
+    if len(record) > len(header):
+        hint = "; a field with a comma in it must be quoted" if delimiter == "," else ""
+        return {"__invalid__": counts + hint}
+    fields = dict(zip(header, record))
+    if len(record) < len(header):
+        fields["__ragged__"] = counts
+    return fields
 
 
 def _read_jsonl(path: str) -> Iterator[Row]:
