@@ -287,3 +287,17 @@ def test_a_row_with_more_fields_than_the_header_is_a_bad_row(tmp_path, kind, row
     path = write(tmp_path / "test.tsv", "text\tlabel\nthe\tdog\tneg\n")
     with pytest.raises(readers.DataError, match=r"test\.tsv:2: 3 fields, the header has 2 \(set"):
         text_examples(path, with_labels=False)
+
+
+@pytest.mark.parametrize("policy", ["error", "skip"])
+def test_an_unterminated_quote_is_an_error_naming_its_line(tmp_path, policy):
+    """A quote left open would read the rest of the file into one field: 3 rows would be 1."""
+    path = write(tmp_path / "test.csv", 'text\nthe cat\n"the dog ran\nthe red house\nthe mat\n')
+    with pytest.raises(readers.DataError,
+                       match=r"test\.csv:3: unterminated quoted field starting at line 3 "):
+        text_examples(path, policy, with_labels=False)
+    # A closing quote followed by more text: csv would resume inside the record, so no skipping.
+    path = write(tmp_path / "train.csv", 'text,label\n"he said "hi" to\nme",pos\nthe cat,pos\n')
+    with pytest.raises(readers.DataError, match=r"train\.csv:2: malformed CSV in the row starting "
+                                                r"at line 2 \(',' expected after '\"'\); a quote"):
+        text_examples(path, policy)

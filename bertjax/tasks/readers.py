@@ -94,17 +94,42 @@ def _text_lines(path: str, f) -> Iterator[str]:
 def _read_delimited(path: str, delimiter: str) -> Iterator[Row]:
     with open(path, newline="", encoding=_TEXT_ENCODING) as f:
         quoting = csv.QUOTE_NONE if delimiter == "\t" else csv.QUOTE_MINIMAL
-        reader = csv.reader(_text_lines(path, f), delimiter=delimiter, quoting=quoting)
-        header = next(reader, None)
+        reader = csv.reader(_text_lines(path, f), delimiter=delimiter, quoting=quoting,
+                            strict=True)
+        records = _csv_records(path, reader)
+        _, header = next(records, (0, None))
         if header is None:
             raise DataError(f"{path}: empty file (a header row naming the columns is required)")
-        start = reader.line_num + 1
-        for record in reader:
-            if not record:
-                start = reader.line_num + 1
-                continue
+        for start, record in records:
             yield Row(f"{path}:{start}", _delimited_fields(header, record, delimiter))
-            start = reader.line_num + 1
+
+
+def _csv_records(path: str, reader) -> Iterator[tuple[int, list[str]]]:
+    """(first line, fields) of each non-blank record of csv `reader` over the file `path`; a record
+    csv cannot parse raises `_csv_error`."""
+    start = 1
+    while True:
+        try:
+            record = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            raise _csv_error(path, start, reader.line_num, e) from None
+        if record:
+            yield start, record
+        start = reader.line_num + 1
+
+
+def _csv_error(path: str, start: int, line: int, error: csv.Error) -> DataError:
+    """A record (from line `start`, csv stopped at `line`) that csv cannot parse: a quote left open
+    at the end of the file, a closing quote followed by more text. An error whatever on_bad_row:
+    csv would go on at the next line, which may be inside the broken record."""
+    if str(error) == "unexpected end of data":  # strict csv's word for a quote open at the end
+        return DataError(f"{path}:{start}: unterminated quoted field starting at line {start} "
+                         "(no closing quote: the rest of the file would be read into it)")
+    hint = '; a quote inside a quoted field is written twice ("")' if '"' in str(error) else ""
+    return DataError(f"{path}:{line}: malformed CSV in the row starting at line {start} "
+                     f"({error}){hint}")
 
 
 def _delimited_fields(header: list[str], record: list[str], delimiter: str) -> dict[str, Any]:
