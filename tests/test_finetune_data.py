@@ -1,5 +1,6 @@
 """Fine-tuning readers and features: files, bad rows, label spaces, WordPiece alignment, doc stride."""
 
+import csv
 import json
 
 import numpy as np
@@ -301,3 +302,21 @@ def test_an_unterminated_quote_is_an_error_naming_its_line(tmp_path, policy):
     with pytest.raises(readers.DataError, match=r"train\.csv:2: malformed CSV in the row starting "
                                                 r"at line 2 \(',' expected after '\"'\); a quote"):
         text_examples(path, policy)
+
+
+def test_a_field_longer_than_csvs_default_limit_is_read(tmp_path):
+    """csv's default limit is 128 KiB a field; a long text is data (truncated later), not an error."""
+    long_text = "the cat " * 20000  # 160 000 characters
+    path = write(tmp_path / "train.csv", f'text,label\n"{long_text}",pos\nthe dog,neg\n')
+    examples, _ = text_examples(path)
+    assert [len(e.text) for e in examples] == [len(long_text), 7]
+    path = write(tmp_path / "train.tsv", f"text\tlabel\n{long_text}\tpos\n")
+    assert len(text_examples(path)[0][0].text) == len(long_text)
+    # Past whatever limit is set, csv's error names the file and line.
+    limit = csv.field_size_limit(1000)
+    try:
+        with pytest.raises(readers.DataError, match=r"train\.tsv:2: malformed CSV in the row "
+                                                    r"starting at line 2 \(field larger than"):
+            text_examples(path)
+    finally:
+        csv.field_size_limit(limit)

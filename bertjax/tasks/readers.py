@@ -74,6 +74,11 @@ class QAExample:
 # "utf-8-sig" reads plain UTF-8 too; it only drops a leading byte-order mark.
 _TEXT_ENCODING = "utf-8-sig"
 
+# Long texts are legitimate (features truncate them to max_seq_length), but csv refuses a field
+# over 128 KiB. Its limit is one for the whole process, so it is raised once, here, and never
+# lowered; 2**31 - 1 fits the C long it is kept in on every platform.
+csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
+
 
 def _text_lines(path: str, f) -> Iterator[str]:
     """The lines of open text file f; a byte that is not UTF-8 is a DataError naming the file and
