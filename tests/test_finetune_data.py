@@ -250,13 +250,23 @@ def test_empty_label_is_a_bad_row_not_a_class(tmp_path, cell):
     assert [e.text for e in examples] == ["the cat"] and len(bad.skipped) == 1
 
 
-@pytest.mark.parametrize("name,head,row", [("a.csv", b"text,label\n", b"caf\xe9,pos\n"),
-                                           ("a.jsonl", b"", b'{"text": "caf\xe9"}\n')])
-def test_a_file_that_is_not_utf8_is_a_data_error_naming_it(tmp_path, name, head, row):
+@pytest.mark.parametrize("name,head,good", [("a.csv", b"text,label\r\n", b"the cat,pos\r\n"),
+                                            ("a.tsv", b"text\tlabel\r", b"the cat\tpos\r"),
+                                            ("a.jsonl", b"", b'{"text": "the cat"}\n')])
+def test_a_file_that_is_not_utf8_is_a_data_error_naming_its_line(tmp_path, name, head, good):
+    """Text is decoded in blocks of thousands of bytes; the error names the bad byte's own line."""
+    bad = good.replace(b"cat", b"caf\xe9")
     path = tmp_path / name
-    path.write_bytes(head + b"the cat,pos\n" * (head != b"") + row)
-    with pytest.raises(readers.DataError, match=rf"{name}: not UTF-8 text at or after line [12]\b"):
-        list(readers.read_rows(str(path)))
+    for before in (0, 2000):
+        path.write_bytes(head + good * before + bad + good)
+        line = before + 1 + (head != b"")
+        with pytest.raises(readers.DataError,
+                           match=rf"{name}:{line}: not UTF-8 text \(byte 0xe9: invalid"):
+            list(readers.read_rows(str(path)))
+    path = tmp_path / "dev.json"
+    path.write_bytes(b'{"data": [\n' + b'{"paragraphs": []},\n' * 2000 + b'"caf\xe9"]}\n')
+    with pytest.raises(readers.DataError, match=r"dev\.json:2002: not UTF-8 text \(byte 0xe9"):
+        squad_examples(path)
 
 
 def text_examples(path, policy="error", kind="classification", labels=("neg", "pos"), **kw):

@@ -82,18 +82,28 @@ csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
 
 def _text_lines(path: str, f) -> Iterator[str]:
     """The lines of open text file f; a byte that is not UTF-8 is a DataError naming the file and
-    about where (text is decoded in blocks: the bad byte is in the next line or a little after)."""
-    lines, read = iter(f), 0
-    while True:
-        try:
-            line = next(lines)
-        except StopIteration:
-            return
-        except UnicodeDecodeError as e:
-            raise DataError(f"{path}: not UTF-8 text at or after line {read + 1} ({e.reason}); "
-                            "save the file as UTF-8") from None
-        read += 1
-        yield line
+    its line."""
+    try:
+        yield from f
+    except UnicodeDecodeError:
+        raise DataError(_not_utf8(path)) from None
+
+
+def _not_utf8(path: str) -> str:
+    """Where and why `path` is not UTF-8 text. Text files are decoded in blocks, so the decoder's
+    error cannot say the line; the file is read again as bytes, a line at a time (a UTF-8 character
+    never holds a newline byte), counting line ends as text mode does (\n, \r\n, lone \r)."""
+    with open(path, "rb") as f:
+        line = 1
+        for raw in f:
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                line += len(re.findall(rb"\r(?!\n)", raw[:e.start]))
+                return (f"{path}:{line}: not UTF-8 text (byte 0x{raw[e.start]:02x}: {e.reason}); "
+                        "save the file as UTF-8")
+            line += 1 + len(re.findall(rb"\r(?!\n)", raw))
+    return f"{path}: not UTF-8 text; save the file as UTF-8"
 
 
 def _read_delimited(path: str, delimiter: str) -> Iterator[Row]:
@@ -173,8 +183,8 @@ def _load_json(path: str) -> Any:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise DataError(f"{path}:{e.lineno}:{e.colno}: invalid JSON ({e.msg})") from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason})") from None
+    except UnicodeDecodeError:
+        raise DataError(_not_utf8(path)) from None
 
 
 def _json_list(value: Any, where: str, what: str) -> list:
