@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 
 import numpy as np
 import pytest
@@ -330,3 +331,33 @@ def test_a_field_longer_than_csvs_default_limit_is_read(tmp_path):
             text_examples(path)
     finally:
         csv.field_size_limit(limit)
+
+
+@pytest.mark.parametrize("fields,reason", [
+    ({"tokens": ["john"], "tags": 5}, "'tags' must be a list of tags, not int"),
+    ({"tokens": ["john"], "tags": {"B-PER": 1}}, "'tags' must be a list of tags, not dict"),
+    ({"tokens": ["john", "x"], "tags": ["B-PER", None]},
+     "tag 1 in 'tags' must be a string or a number, not null"),
+    ({"tokens": ["john", "x"], "tags": ["B-PER", ""]}, "tag 1 in 'tags' is blank"),
+    ({"tokens": ["john", "x"], "tags": ["B-PER", ["O"]]},
+     "tag 1 in 'tags' must be a string or a number, not list"),
+    ({"tokens": ["john", "", " "], "tags": ["B-PER", "O", "O"]}, "word 1 in 'tokens' is blank"),
+    ({"tokens": ["john", 7], "tags": ["B-PER", "O"]},
+     "word 1 in 'tokens' must be a string, not int"),
+    ({"tokens": "john", "tags": ["B-PER", "O"]}, "1 words but 2 tags"),
+    ({"tokens": [], "tags": []}, "no words in 'tokens'"),
+    ({"tokens": {"john": "B-PER"}, "tags": ["B-PER"]}, "'tokens' must be a list of words, not dict"),
+])
+def test_tagging_words_and_tags_must_be_lists_of_names(tmp_path, fields, reason):
+    """Tags and words are lists of non-blank names (a tag may be a number: TFDS gives class ids),
+    one tag a word; anything else is a bad row, not a crash, a "None" class or a "" class."""
+    good = {"tokens": ["john", "lives"], "tags": ["B-PER", "O"]}
+    path = write(tmp_path / "train.jsonl", "".join(json.dumps(r) + "\n" for r in [good, fields]))
+    args = dict(tokens_column="tokens", tags_column="tags",
+                labels=readers.LabelSpace(["B-PER", "O"]))
+    with pytest.raises(readers.DataError, match=rf"train\.jsonl:2: {re.escape(reason)}"):
+        readers.tagging_examples(readers.read_rows(path), bad=readers.BadRows("error", "t"), **args)
+    bad = readers.BadRows("skip", "train")
+    examples = readers.tagging_examples(readers.read_rows(path), bad=bad, **args)
+    assert [e.label for e in examples] == [[0, 1]] and len(bad.skipped) == 1
+    assert readers.tag_names([1, "O", 2.0], "tags") == ["1", "O", "2"]

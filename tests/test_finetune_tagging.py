@@ -4,9 +4,10 @@ import json
 import random
 
 import numpy as np
+import pytest
 
 from bertjax import train
-from bertjax.tasks import base, finetune_data
+from bertjax.tasks import base, finetune_data, readers
 from configs import tagging as tagging_config
 from test_finetune_classify import FILLER, tiny_model, write_vocab
 
@@ -85,3 +86,18 @@ def test_eval_metric_is_checked_against_the_tagging_metrics():
     with pytest.raises(ConfigError, match=r"config.eval_metric='f1' is not among .*'entity_f1'.*"
                                           r"did you mean 'entity_f1'"):
         best.validate(cfg, base.get_task("tagging")(cfg).eval_metric_names())
+
+
+def test_bad_tags_are_bad_rows_and_no_class(tmp_path):
+    """Tags that are not a list of names (5, null, "") add no class to the tag set: they are bad
+    rows, named when the examples are read."""
+    cfg = tagging_config.get_config()
+    bad = [{"tokens": ["john"], "tags": 5}, {"tokens": ["a", "b"], "tags": ["O", None]},
+           {"tokens": ["a", "b"], "tags": ["O", ""]}, {"tokens": ["a"], "tags": {"X": 1}}]
+    cfg.data.train = write_jsonl(tmp_path / "train.jsonl", sentences(4, 0) + bad)
+    task = base.get_task("tagging")(cfg)
+    assert task.labels.names == ["B-ANI", "O"]
+    with pytest.raises(readers.DataError, match=r"train\.jsonl:5: 'tags' must be a list of tags"):
+        task.read_examples("train")
+    cfg.data.on_bad_row = "skip"
+    assert len(task.read_examples("train")) == 4

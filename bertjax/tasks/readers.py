@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import math
 import os
 import re
 from typing import Any, Iterable, Iterator
@@ -355,6 +356,33 @@ def label_string(value: Any) -> str:
     return str(value).strip()
 
 
+def _type_name(value: Any) -> str:
+    """The type of a value read from JSON, for messages ("null" for None)."""
+    return "null" if value is None else type(value).__name__
+
+
+def _label_value(value: Any, what: str) -> str:
+    """label_string(value), or KeyError saying why `what` (e.g. "tag 3 in 'tags'") is no label."""
+    if not isinstance(value, (str, int, float)):
+        raise KeyError(f"{what} must be a string or a number, not {_type_name(value)}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise KeyError(f"{what} is {value}, not a label")
+    return label_string(value)
+
+
+def tag_names(value: Any, column: str) -> list[str]:
+    """A tagging row's tags in `column` (a list, or one string split at spaces) -> tag names, or
+    KeyError with the reason: not a list, or a tag that is not a string or number or is blank."""
+    if isinstance(value, str):
+        value = value.split()
+    if not isinstance(value, list):
+        raise KeyError(f"{column!r} must be a list of tags, not {_type_name(value)}")
+    names = [_label_value(tag, f"tag {k} in {column!r}") for k, tag in enumerate(value)]
+    if "" in names:
+        raise KeyError(f"tag {names.index('')} in {column!r} is blank")
+    return names
+
+
 def split_multilabel(value: Any, separator: str) -> list[str]:
     """A multi-label field (list, or names joined by separator) -> names; empty names dropped."""
     if isinstance(value, (list, tuple)):
@@ -441,6 +469,23 @@ def text_examples(rows: Iterable[Row], *, kind: str, text_column: str,
     return out
 
 
+def _words(value: Any, column: str) -> list[str]:
+    """A tagging row's words in `column` (a list, or one string split at spaces), or KeyError with
+    the reason: not a list, no words, or a word that is not a string or is blank."""
+    if isinstance(value, str):
+        value = value.split()
+    if not isinstance(value, list):
+        raise KeyError(f"{column!r} must be a list of words, not {_type_name(value)}")
+    if not value:
+        raise KeyError(f"no words in {column!r}")
+    for k, word in enumerate(value):
+        if not isinstance(word, str):
+            raise KeyError(f"word {k} in {column!r} must be a string, not {_type_name(word)}")
+        if not word.strip():
+            raise KeyError(f"word {k} in {column!r} is blank ({word!r})")
+    return value
+
+
 def tagging_examples(rows: Iterable[Row], *, tokens_column: str, tags_column: str,
                      labels: LabelSpace | None, bad: BadRows, with_labels: bool = True,
                      id_column: str | None = None) -> list[Example]:
@@ -451,17 +496,10 @@ def tagging_examples(rows: Iterable[Row], *, tokens_column: str, tags_column: st
     out = []
     for row in rows:
         try:
-            words = _field(row, tokens_column)
-            if isinstance(words, str):
-                words = words.split()
-            if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
-                raise KeyError(f"{tokens_column!r} must be a list of words")
+            words = _words(_field(row, tokens_column), tokens_column)
             label = None
             if with_labels:
-                tags = _field(row, tags_column)
-                if isinstance(tags, str):
-                    tags = tags.split()
-                tags = [label_string(t) for t in tags]
+                tags = tag_names(_field(row, tags_column), tags_column)
                 if len(tags) != len(words):
                     raise KeyError(f"{len(words)} words but {len(tags)} tags")
                 unknown = [t for t in tags if t not in labels]

@@ -45,10 +45,10 @@ class TaggingTask(finetune_data.LabelNames, base.Task):
         data = self.config.data
         found = set()
         for row in self._train_rows("tag set"):
-            tags = row.fields.get(data.label_column)
-            if isinstance(tags, str):
-                tags = tags.split()
-            found.update(readers.label_string(t) for t in (tags or []))
+            try:
+                found.update(readers.tag_names(row.fields.get(data.label_column), data.label_column))
+            except KeyError:
+                continue  # a bad row, reported when the examples are read
         return readers.LabelSpace.from_labels(found).names
 
     def build_model(self, model_cfg):
