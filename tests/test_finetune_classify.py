@@ -115,6 +115,20 @@ def test_a_row_with_an_unquoted_comma_adds_no_class(tmp_path):
         task.read_examples("train")
 
 
+def test_a_json_label_that_is_no_label_adds_no_class(tmp_path):
+    from bertjax.tasks import classification
+    cfg = make_config(tmp_path)
+    rows = [{"text": t, "label": l} for t, l in synthetic(8, 0)]
+    rows += [{"text": "the cat", "label": ["pos"]}, {"text": "the cat", "label": float("nan")}]
+    cfg.data.train = str(tmp_path / "train.jsonl")
+    with open(cfg.data.train, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    task = classification.ClassificationTask(cfg)
+    assert task.labels.names == ["neg", "pos"]  # not "['pos']" or "nan"
+    with pytest.raises(readers.DataError, match=r"train.jsonl:9: label in 'label' must be a string"):
+        task.read_examples("train")
+
+
 def test_header_only_train_file_is_named(tmp_path):
     from bertjax.tasks import classification
     cfg = make_config(tmp_path)

@@ -361,3 +361,45 @@ def test_tagging_words_and_tags_must_be_lists_of_names(tmp_path, fields, reason)
     examples = readers.tagging_examples(readers.read_rows(path), bad=bad, **args)
     assert [e.label for e in examples] == [[0, 1]] and len(bad.skipped) == 1
     assert readers.tag_names([1, "O", 2.0], "tags") == ["1", "O", "2"]
+
+
+@pytest.mark.parametrize("kind,fields,reason", [
+    ("classification", {"text": {"a": 1}, "label": "pos"}, "'text' must be a string, not dict"),
+    ("classification", {"text": ["the", "cat"], "label": "pos"},
+     "'text' must be a string, not list"),
+    ("classification", {"text": 5, "label": "pos"}, "'text' must be a string, not int"),
+    ("classification", {"text": "a", "label": ["pos"]},
+     "label in 'label' must be a string or a number, not list"),
+    ("classification", {"text": "a", "label": float("nan")},
+     "label in 'label' is nan, not a finite number"),
+    ("regression", {"text": "a", "label": float("nan")},
+     "label in 'label' is nan, not a finite number"),
+    ("regression", {"text": "a", "label": True}, "label True in 'label' is not a number"),
+    ("regression", {"text": "a", "label": [1.5]},
+     "label in 'label' must be a string or a number, not list"),
+    ("multilabel", {"text": "a", "label": ["pos", ["neg"]]},
+     "label 1 in 'label' must be a string or a number, not list"),
+    ("multilabel", {"text": "a", "label": {"pos": 1}},
+     "label in 'label' must be a string or a number, not dict"),
+])
+def test_json_values_that_are_no_text_or_label_are_bad_rows(tmp_path, kind, fields, reason):
+    """A text is a string, a label a string or a number (a multi-label field may be a list of
+    them): a list or object is not read as its Python repr, NaN is no class or target."""
+    path = write(tmp_path / "train.jsonl",
+                 json.dumps({"text": "b", "label": "1"}) + "\n" + json.dumps(fields) + "\n")
+    with pytest.raises(readers.DataError, match=rf"train\.jsonl:2: {re.escape(reason)} \(set"):
+        text_examples(path, kind=kind, labels=("1", "neg", "pos"))
+    examples, bad = text_examples(path, "skip", kind=kind, labels=("1", "neg", "pos"))
+    assert [e.text for e in examples] == ["b"] and len(bad.skipped) == 1
+
+
+def test_json_labels_may_be_strings_numbers_and_booleans(tmp_path):
+    """Numbers and true/false name classes as before (true is "1": a binary target, as TFDS ids)."""
+    rows = [{"text": "a", "label": True}, {"text": "b", "label": 0}, {"text": "c", "label": 1.0},
+            {"text": "d", "label": " 0 "}]
+    path = write(tmp_path / "train.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+    assert [e.label for e in text_examples(path, labels=("0", "1"))[0]] == [1, 0, 1, 0]
+    examples, bad = text_examples(path, "skip", kind="regression")  # true is no number
+    assert [e.label for e in examples] == [0.0, 1.0, 0.0] and len(bad.skipped) == 1
+    assert [readers.label_string(v) for v in (["a"], {"a": 1}, float("nan"), 2.5)] == [
+        "", "", "", "2.5"]  # no class from the label-set scans

@@ -348,12 +348,18 @@ class LabelSpace:
 
 
 def label_string(value: Any) -> str:
-    """A label as read (str, int, bool, float) -> its canonical string form."""
+    """A label as read (str, int, bool, finite float) -> its canonical string form. Any other value
+    (a list, an object, NaN) is no label: "", so the label-set scans take no class from it
+    (`_label_value` says why, for the bad row)."""
+    if isinstance(value, str):
+        return value.strip()
     if isinstance(value, bool):
         return str(int(value))
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
-    return str(value).strip()
+    if isinstance(value, int) or (isinstance(value, float) and math.isfinite(value)):
+        return str(value)
+    return ""
 
 
 def _type_name(value: Any) -> str:
@@ -366,7 +372,7 @@ def _label_value(value: Any, what: str) -> str:
     if not isinstance(value, (str, int, float)):
         raise KeyError(f"{what} must be a string or a number, not {_type_name(value)}")
     if isinstance(value, float) and not math.isfinite(value):
-        raise KeyError(f"{what} is {value}, not a label")
+        raise KeyError(f"{what} is {value}, not a finite number")
     return label_string(value)
 
 
@@ -408,12 +414,49 @@ def _field(row: Row, name: str) -> Any:
     return value
 
 
+def _text(row: Row, name: str) -> str:
+    """The row's text in field `name`. JSON can give other values: a number, list or object there is
+    a bad row (most likely the wrong column or a broken export), not text made of its repr."""
+    value = _field(row, name)
+    if not isinstance(value, str):
+        raise KeyError(f"{name!r} must be a string, not {_type_name(value)}")
+    return value
+
+
 def _label_name(row: Row, name: str) -> str:
-    """The row's label in field `name` as a string; an empty or blank one is missing."""
-    label = label_string(_field(row, name))
+    """The row's label in field `name` as a string (see label_string); an empty or blank one is
+    missing; a list, object or NaN is no label."""
+    label = _label_value(_field(row, name), f"label in {name!r}")
     if not label:
         raise KeyError(f"empty label in {name!r}")
     return label
+
+
+def _regression_value(row: Row, name: str) -> float:
+    """The row's target in field `name`: a number, or a string that reads as one; finite. true and
+    false are not numbers."""
+    if isinstance(row.fields.get(name), bool):
+        raise KeyError(f"label {row.fields[name]} in {name!r} is not a number")
+    raw = _label_name(row, name)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise KeyError(f"label {raw!r} in {name!r} is not a number") from None
+    if not np.isfinite(value):
+        raise KeyError(f"label {raw!r} in {name!r} is not finite")
+    return value
+
+
+def _multilabel_names(row: Row, name: str, separator: str) -> list[str]:
+    """The row's label names in field `name` (see split_multilabel); a label that is a list, an
+    object or NaN is a bad row, not dropped."""
+    value = _field(row, name)
+    if isinstance(value, list):
+        for k, item in enumerate(value):
+            _label_value(item, f"label {k} in {name!r}")
+    else:
+        _label_value(value, f"label in {name!r}")
+    return split_multilabel(value, separator)
 
 
 def _example_id(row: Row, id_column: str | None, required: bool) -> str:
@@ -437,20 +480,14 @@ def text_examples(rows: Iterable[Row], *, kind: str, text_column: str,
     out = []
     for row in rows:
         try:
-            text = str(_field(row, text_column))
-            pair = str(_field(row, text_pair_column)) if text_pair_column else None
+            text = _text(row, text_column)
+            pair = _text(row, text_pair_column) if text_pair_column else None
             label = None
             if with_labels:
                 if kind == "regression":
-                    raw = _label_name(row, label_column)
-                    try:
-                        label = float(raw)
-                    except ValueError:
-                        raise KeyError(f"label {raw!r} in {label_column!r} is not a number")
-                    if not np.isfinite(label):
-                        raise KeyError(f"label {raw!r} in {label_column!r} is not finite")
+                    label = _regression_value(row, label_column)
                 elif kind == "multilabel":
-                    names = split_multilabel(_field(row, label_column), label_separator)
+                    names = _multilabel_names(row, label_column, label_separator)
                     unknown = [n for n in names if n not in labels]
                     if unknown:
                         raise KeyError(f"unknown label {unknown[0]!r} (known: {labels.names})")
