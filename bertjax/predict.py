@@ -23,9 +23,9 @@ predictions go to a file in the temporary directory, and the error says which.
 
 Tagging labels every word, however long the text: a text longer than max_seq_length is read in
 overlapping windows (half a window apart, as SQuAD contexts are with doc_stride), each word from
-the window where it has the most context. A word the tokenizer turns into no WordPiece (an empty
-string, whitespace, control characters) is never seen by the model, so its label is null, with
-a warning: not "O", which would pass a guess off as a prediction. (Hugging Face's
+the window where it has the most context. A word the tokenizer turns into no WordPiece (only
+control or zero-width characters; a blank word is a bad row) is never seen by the model, so its
+label is null, with a warning: not "O", which would pass a guess off as a prediction. (Hugging Face's
 token-classification pipeline reports only the tokens the model saw, so such words are absent
 from its output; a null keeps the labels one to one with the input words.)
 

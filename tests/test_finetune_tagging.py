@@ -68,7 +68,6 @@ def test_tagger_trains_and_predicts_per_word(tmp_path):
 
 
 def test_max_seq_length_too_short_for_a_word_fails_validation():
-    import pytest
     from bertjax.model import ConfigError
     cfg = tagging_config.get_config()
     cfg.data.max_seq_length = 2
@@ -78,7 +77,6 @@ def test_max_seq_length_too_short_for_a_word_fails_validation():
 
 
 def test_eval_metric_is_checked_against_the_tagging_metrics():
-    import pytest
     from bertjax import best
     from bertjax.model import ConfigError
     cfg = tagging_config.get_config()

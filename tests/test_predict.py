@@ -84,7 +84,7 @@ def test_tagging_predictions_per_word(tmp_path, caplog):
     workdir = make_workdir(tmp_path, cfg, ["B-ANI", "O"], ("classifier", 0))
     rows = [{"tokens": r["tokens"]} for r in sentences(3, 5)]
     rows.append({"tokens": ["the", "cats", "sat"] * 5})  # longer than max_seq_length
-    rows.append({"tokens": ["the", "", "cat", " ", "\x00"]})  # words with no WordPiece
+    rows.append({"tokens": ["the", "\x00", "cat", "\u200b"]})  # words with no WordPiece
     src = write_jsonl(tmp_path / "in.jsonl", rows)
     run = predict.load_run(workdir)
     preds = predict.predict_file(run, src, batch_size=2)
@@ -92,8 +92,12 @@ def test_tagging_predictions_per_word(tmp_path, caplog):
     for p in preds[:4]:
         assert p["labels"] == ["B-ANI"] * len(p["words"])  # the long one too: read in windows
     # The model never sees a word without pieces: null, not a made-up "O".
-    assert preds[4]["labels"] == ["B-ANI", None, "B-ANI", None, None]
-    assert "3 words (in 1 lines) have no WordPiece" in caplog.text
+    assert preds[4]["labels"] == ["B-ANI", None, "B-ANI", None]
+    assert "2 words (in 1 lines) have no WordPiece" in caplog.text
+    # A blank word is a bad row, as in training data.
+    blank = write_jsonl(tmp_path / "blank.jsonl", rows[:1] + [{"tokens": ["the", " "]}])
+    with pytest.raises(readers.DataError, match=r"blank\.jsonl:2: word 1 in 'tokens' is blank"):
+        predict.predict_file(run, blank, batch_size=2)
 
 
 def test_tagging_windows_cover_every_word_once(tmp_path):

@@ -63,8 +63,9 @@ class BadRows:
 
     def __call__(self, row: Row, reason: str) -> None:
         if self.policy == "error":
-            raise DataError(f"{row.where}: {reason} (set config.data.on_bad_row='skip' to skip "
-                            "bad rows with a warning)")
+            raise DataError(f"{row.where}: {reason} (to skip bad rows with a warning: "
+                            "--config.data.on_bad_row=skip in training, --on_bad_row skip in "
+                            "bertjax.predict)")
         self.skipped.append(f"{row.where}: {reason}")
 
     def report(self) -> None:
