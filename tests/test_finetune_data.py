@@ -203,7 +203,7 @@ def test_squad_json_bad_questions_are_bad_rows_and_bad_structure_an_error(tmp_pa
     path = tmp_path / "dev.json"
     path.write_text(json.dumps(doc))
     at = f"{path}:data[0].paragraphs[0]"
-    with pytest.raises(readers.DataError, match=r"qas\[1\]: answer 0 has no 'text' \(set "):
+    with pytest.raises(readers.DataError, match=r"qas\[1\]: answer 0 has no 'text' \(to skip"):
         squad_examples(path)
     examples, bad = squad_examples(path, policy="skip")
     assert [e.uid for e in examples] == ["a"]
@@ -286,7 +286,7 @@ def test_a_row_with_more_fields_than_the_header_is_a_bad_row(tmp_path, kind, row
     """An unquoted comma shifts the fields: which one is the label is unknown, so none is read."""
     path = write(tmp_path / "train.csv", f"text,label\nthe cat,1\n{row}\n")
     with pytest.raises(readers.DataError, match=r"train\.csv:3: 3 fields, the header has 2; a "
-                                                r"field with a comma in it must be quoted \(set"):
+                                                r"field with a comma in it must be quoted \(to "):
         text_examples(path, kind=kind, labels=("1", "neg"))
     examples, bad = text_examples(path, "skip", kind=kind, labels=("1", "neg"))
     assert [e.text for e in examples] == ["the cat"] and len(bad.skipped) == 1
@@ -297,7 +297,8 @@ def test_a_row_with_more_fields_than_the_header_is_a_bad_row(tmp_path, kind, row
     assert bad.skipped == [f"{path}:2: 2 fields, the header has 1; a field with a comma in it "
                            "must be quoted"]
     path = write(tmp_path / "test.tsv", "text\tlabel\nthe\tdog\tneg\n")
-    with pytest.raises(readers.DataError, match=r"test\.tsv:2: 3 fields, the header has 2 \(set"):
+    with pytest.raises(readers.DataError,
+                       match=r"test\.tsv:2: 3 fields, the header has 2 \(to skip"):
         text_examples(path, with_labels=False)
 
 
@@ -387,7 +388,7 @@ def test_json_values_that_are_no_text_or_label_are_bad_rows(tmp_path, kind, fiel
     them): a list or object is not read as its Python repr, NaN is no class or target."""
     path = write(tmp_path / "train.jsonl",
                  json.dumps({"text": "b", "label": "1"}) + "\n" + json.dumps(fields) + "\n")
-    with pytest.raises(readers.DataError, match=rf"train\.jsonl:2: {re.escape(reason)} \(set"):
+    with pytest.raises(readers.DataError, match=rf"train\.jsonl:2: {re.escape(reason)} \(to skip"):
         text_examples(path, kind=kind, labels=("1", "neg", "pos"))
     examples, bad = text_examples(path, "skip", kind=kind, labels=("1", "neg", "pos"))
     assert [e.text for e in examples] == ["b"] and len(bad.skipped) == 1
