@@ -139,13 +139,7 @@ def encode_tagging_windows(tok: tokenizers.Tokenizer, examples: Sequence[Example
         ids, word_ids = enc.ids, enc.word_ids
         firsts = [w is not None and (j == 0 or word_ids[j - 1] != w)
                   for j, w in enumerate(word_ids)]
-        spans, start = [], 0
-        while True:
-            length = min(len(ids) - start, room)
-            spans.append((start, length))
-            if start + length >= len(ids):
-                break
-            start += stride
+        spans = _window_spans(len(ids), room, stride)
         owner = _max_context_owner(spans, len(ids))
         for w, (start, length) in enumerate(spans):
             row = np.full(s, pad_id, np.int32)
@@ -186,6 +180,18 @@ class QAWindows:
     #   start_positions/end_positions [W], example_index [W]
     offsets: np.ndarray  # [W, S, 2] int32 char span of each token in the context; -1 outside it
     max_context: np.ndarray  # [W, S] bool
+
+
+def _window_spans(n_tokens: int, room: int, stride: int) -> list[tuple[int, int]]:
+    """Windows (start, length) of at most `room` tokens over n_tokens, starting min(length,
+    stride) apart (google-research/bert's doc spans): one window, maybe empty, when all fit."""
+    spans, start = [], 0
+    while True:
+        length = min(n_tokens - start, room)
+        spans.append((start, length))
+        if start + length >= n_tokens:
+            return spans
+        start += min(length, stride)
 
 
 def _max_context_owner(spans: list[tuple[int, int]], n_tokens: int) -> np.ndarray:
@@ -235,13 +241,7 @@ def encode_qa(tok: tokenizers.Tokenizer, examples: Sequence[QAExample], *, max_s
             inside = [j for j, (a, b) in enumerate(c_offsets) if a < char_end and b > char_start]
             if inside:
                 answer = (inside[0], inside[-1])
-        spans, start = [], 0
-        while True:
-            length = min(len(c_ids) - start, room)
-            spans.append((start, length))
-            if start + length >= len(c_ids):
-                break
-            start += min(length, doc_stride)
+        spans = _window_spans(len(c_ids), room, doc_stride)
         owner = _max_context_owner(spans, len(c_ids))
         for w, (start, length) in enumerate(spans):
             ids = [cls_id] + q_ids + [sep_id] + c_ids[start: start + length] + [sep_id]
