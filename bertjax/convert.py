@@ -135,20 +135,31 @@ def held_format(path: str) -> str | None:
     if os.path.isdir(os.path.join(path, "checkpoints")):
         return "workdir"
     try:
-        return detect_format(path) if os.path.isdir(path) else None
+        held = detect_format(path) if os.path.isdir(path) else None
     except ConvertError:  # a directory of other files
         return None
+    if held == "huggingface" and not any(os.path.exists(os.path.join(path, name))
+                                         for name in _HF_WEIGHTS):
+        return None  # a config.json of something else
+    return held
 
 
-def check_output_dir(out_dir: str, to: str, src: str | None = None) -> None:
+# Weight files that make a directory with config.json a Hugging Face model (any framework).
+_HF_WEIGHTS = ("model.safetensors", "pytorch_model.bin", "model.safetensors.index.json",
+               "pytorch_model.bin.index.json", "tf_model.h5", "flax_model.msgpack")
+
+
+def check_output_dir(out_dir: str, to: str, sources: Sequence[str] = ()) -> None:
     """Raises ConvertError, before any work, unless out_dir can take a `to` model: a new or
     empty directory, one of other files, or one holding a `to` model (replaced). A training
     workdir or a model of another format is refused: the two would be mixed, and readers,
-    which take bertjax.json first, would then load the wrong one."""
+    which take bertjax.json first, would then load the wrong one. So is any of `sources` (the
+    directories read: a workdir and the W/best/ it resolves to)."""
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise ConvertError(f"{out_dir}: exists and is not a directory; the output must be a new "
                            "or existing directory")
-    if src is not None and os.path.exists(out_dir) and os.path.samefile(src, out_dir):
+    if os.path.exists(out_dir) and any(os.path.exists(s) and os.path.samefile(s, out_dir)
+                                       for s in sources):
         raise ConvertError(f"{out_dir}: the output is the source directory; write to another one")
     held = held_format(out_dir)
     if held == "workdir":
@@ -659,8 +670,9 @@ def main(argv: list[str] | None = None) -> int:
                              "(auto, as predict), or force best / the latest step")
     args = parser.parse_args(argv)
     try:
-        check_output_dir(args.dst, args.to, args.src)  # before loading: a large model takes a
-        # while to read
+        _, best_dir = resolve_use(args.src, args.use)  # a missing source is named first
+        # Before loading: a large model takes a while to read.
+        check_output_dir(args.dst, args.to, (args.src, best_dir or args.src))
         cfg, params, tok, extra = load_any(args.src, args.lowercase, with_extra=True,
                                            use=args.use)
         if args.to == "bertjax":

@@ -92,7 +92,9 @@ def check_workdir(workdir: str, init_from: str) -> None:
     """Raises ConfigError unless workdir can hold this run: new, empty, of other files, or an
     earlier run's. A model directory (bertjax, Hugging Face, Google) is refused before anything is
     written there: the run's W/config.json would replace a Hugging Face config.json, and its
-    checkpoints/ would make the model unreadable as a model."""
+    checkpoints/ would make the model unreadable as a model. So is a config.json of something
+    else: a run makes W/checkpoints/ before it writes W/config.json, so a config.json without
+    checkpoints/ is no run's, and the run would overwrite it."""
     from bertjax import convert  # pylint: disable=import-outside-toplevel
     if init_from and os.path.exists(init_from) and os.path.exists(workdir) and os.path.samefile(
             init_from, workdir):
@@ -102,6 +104,10 @@ def check_workdir(workdir: str, init_from: str) -> None:
     if held not in (None, "workdir"):
         raise ConfigError(f"{workdir}: holds a {held} model, not a training run; pass it as "
                           "--config.init_from and give the run a new --workdir")
+    if held is None and os.path.exists(ckpt_lib.config_path(workdir)):
+        raise ConfigError(f"{ckpt_lib.config_path(workdir)} exists but {workdir} holds no run "
+                          "(no checkpoints/): the run would overwrite that file; give the run a "
+                          "new --workdir")
 
 
 class _Preemption:

@@ -405,6 +405,9 @@ def test_output_holding_another_model_or_a_run_is_refused(tmp_path, hf_pretraini
             (run, hf_pretraining_dir, "bertjax", "holds a huggingface model")):
         assert convert.main([str(src), str(dst), "--to", to]) == 2
         assert f"error: {dst}: {message}" in capsys.readouterr().err
+    # A missing source is named as such, not a traceback from comparing it with the output.
+    assert convert.main([str(tmp_path / "nowhere"), str(run)]) == 2
+    assert "nowhere: no such file or directory" in capsys.readouterr().err
     assert (run / "config.json").read_text() == '{"task": "classification"}'
     assert sorted(os.listdir(run)) == ["checkpoints", "config.json"]
     assert sorted(os.listdir(hf_pretraining_dir)) == hf_before
@@ -466,6 +469,7 @@ def test_cli_export_reports_what_it_wrote_not_the_dropped_task_heads(tmp_path, i
     classifier = {"kernel": np.ones((hidden, 3), np.float32), "bias": np.zeros(3, np.float32)}
     monkeypatch.setattr(convert, "load_any", lambda *a, **k: (
         cfg, {**params, "classifier": classifier}, tok, {"task": "classification"}))
+    monkeypatch.setattr(convert, "resolve_use", lambda *a, **k: ("workdir", None))
     out = tmp_path / "hf"
     assert convert.main(["run", str(out), "--to", "huggingface"]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]

@@ -110,13 +110,16 @@ def test_a_model_directory_is_refused_as_workdir_before_anything_is_written(corp
     hf = tmp_path / "hf"
     hf.mkdir()
     (hf / "config.json").write_text('{"model_type": "bert"}')
+    with pytest.raises(ConfigError, match="hf/config.json exists but .* holds no run"):
+        train.check_workdir(str(hf), "")  # a config.json of something else
+    (hf / "model.safetensors").write_bytes(b"")
     config = _tiny.tiny_config(*corpus)
     with pytest.raises(ConfigError, match="hf: holds a huggingface model, not a training run"):
         train.train_and_evaluate(config, str(hf))
     config.init_from = str(hf)
     with pytest.raises(ConfigError, match="is the workdir itself"):
         train.train_and_evaluate(config, str(hf))
-    assert sorted(os.listdir(hf)) == ["config.json"]
+    assert sorted(os.listdir(hf)) == ["config.json", "model.safetensors"]
     assert (hf / "config.json").read_text() == '{"model_type": "bert"}'
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "README").write_text("mine")
