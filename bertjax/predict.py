@@ -106,7 +106,7 @@ def load_run(workdir: str, use: str = "auto") -> Run:
 _KINDS = {"huggingface": "a Hugging Face model directory",
           "google": "a Google TF BERT checkpoint directory",
           "bertjax": "a bertjax model directory (bertjax.convert's output, or a run's W/best/)",
-          "workdir": "a training workdir whose config.json names no task"}
+          "workdir": "a training workdir whose config.json is missing or names no task"}
 
 
 def _run_config(workdir: str) -> ml_collections.ConfigDict:
@@ -129,8 +129,8 @@ def _run_config(workdir: str) -> ml_collections.ConfigDict:
     from bertjax import convert  # pylint: disable=import-outside-toplevel
     try:
         what = _KINDS[convert.detect_format(workdir)]
-    except convert.ConvertError:
-        what = "not a model or training directory (no config.json)"
+    except convert.ConvertError as e:  # no model files, or both a model and a run
+        what = f"not a directory predict can read ({e})"
     raise ConfigError(f"--checkpoint {workdir} is {what}: bertjax.predict needs a fine-tuned "
                       "task workdir (W/config.json naming its task, W/labels.json, W/tokenizer/, "
                       "params in W/checkpoints or W/best/); fine-tune one first with "
@@ -190,7 +190,7 @@ def _tagging_rows(run: Run, examples: list[readers.Example], batch_size: int) ->
     labels = run.task.window_word_labels(examples, windows, pred)
     unseen = [sum(l is None for l in line) for line in labels]
     if any(unseen):
-        logging.warning("%d words (in %d lines) have no WordPiece (empty, or only characters "
+        logging.warning("%d words (in %d lines) have no WordPiece (only characters "
                         "the tokenizer drops): their label is null", sum(unseen),
                         sum(map(bool, unseen)))
     return [{**_source(run, e), "words": list(e.text), "labels": l}

@@ -198,7 +198,8 @@ def test_squad_json_bad_questions_are_bad_rows_and_bad_structure_an_error(tmp_pa
            {"id": "b", "question": "who ?", "answers": [{"answer_start": 0}]},
            {"id": "c", "question": "who ?", "answers": [{"text": "mary"}]},
            {"id": "d", "question": "who ?", "answers": {"text": "mary", "answer_start": 0}},
-           "not a question"]
+           "not a question",
+           {"id": "e", "question": 5, "answers": [{"text": "mary", "answer_start": 0}]}]
     doc = {"data": [{"paragraphs": [{"context": "mary lives in paris .", "qas": qas}]}]}
     path = tmp_path / "dev.json"
     path.write_text(json.dumps(doc))
@@ -211,7 +212,8 @@ def test_squad_json_bad_questions_are_bad_rows_and_bad_structure_an_error(tmp_pa
         f"{at}.qas[1]: answer 0 has no 'text'",
         f"{at}.qas[2]: answer 0 has no 'answer_start'",
         f"{at}.qas[3]: 'answers' must be a list of objects {{text, answer_start}}",
-        f"{at}.qas[4]: a question must be a JSON object, not str"]
+        f"{at}.qas[4]: a question must be a JSON object, not str",
+        f"{at}.qas[5]: 'question' must be a string, not int"]
     # Above the questions, a malformed file is an error whatever the policy.
     doc["data"][0]["paragraphs"].append(["not", "a", "paragraph"])
     path.write_text(json.dumps(doc))
@@ -300,6 +302,10 @@ def test_a_row_with_more_fields_than_the_header_is_a_bad_row(tmp_path, kind, row
     with pytest.raises(readers.DataError,
                        match=r"test\.tsv:2: 3 fields, the header has 2 \(to skip"):
         text_examples(path, with_labels=False)
+    # A trailing delimiter (empty extra fields, as spreadsheets write) is no bad row.
+    path = write(tmp_path / "trailing.csv", "text,label\nthe cat,1,\nthe dog,1, ,\n")
+    examples, _ = text_examples(path, kind=kind, labels=("1", "neg"))
+    assert [e.text for e in examples] == ["the cat", "the dog"]
 
 
 @pytest.mark.parametrize("policy", ["error", "skip"])

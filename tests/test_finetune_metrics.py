@@ -49,6 +49,8 @@ def test_squad_normalisation_and_scores():
     # A non-empty answer to an unanswerable question scores 0; a missing prediction scores 0.
     assert metrics.squad_scores({"q": [""]}, {"q": "x"}, version_2=True)["f1"] == 0.0
     assert metrics.squad_scores({"q": ["x"]}, {}, version_2=False)["exact_match"] == 0.0
+    # An empty gold answer text in v1.1 is an answer (it was read from the file), not an error.
+    assert metrics.squad_scores({"q": [""]}, {"q": ""}, version_2=False)["exact_match"] == 1.0
     # v1.1 has no unanswerable questions.
     with pytest.raises(ValueError, match="'q2' has no gold answer"):
         metrics.squad_scores(golds, preds, version_2=False)

@@ -121,7 +121,7 @@ def encode_tagging_windows(tok: tokenizers.Tokenizer, examples: Sequence[Example
     window), and each word is read from the window where its first piece has the most context
     (`_max_context_owner`). Returns input_ids, token_type_ids, attention_mask and word_index
     [W, S] (the word number on the first pieces a window owns, else -1), example_index [W].
-    A word with no piece (empty, or only characters the tokenizer drops) is in no window.
+    A word with no piece (only characters the tokenizer drops) is in no window.
     """
     s = max_seq_length
     room = s - 2

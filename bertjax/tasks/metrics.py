@@ -129,7 +129,7 @@ def squad_scores(golds: dict[str, Sequence[str]], preds: dict[str, str], *,
 
     version_2: SQuAD v2.0 scoring (evaluate-v2.0.py): gold answers that normalise to nothing are
     dropped, a question left without any ([] or [""]) scores only "" (the breakdown, as the
-    official script's, counts it as has-answer when it had a non-empty answer text).
+    official script's, counts it as has-answer when it had any answer: only [] is no-answer).
     Otherwise v1.1 scoring (evaluate-v1.1.py): every gold answer counts as given, and a question
     without one is an error (v1.1 has no unanswerable questions).
     Returns {"exact_match", "f1"} averaged over every gold id (a missing prediction scores 0),
@@ -137,12 +137,12 @@ def squad_scores(golds: dict[str, Sequence[str]], preds: dict[str, str], *,
     """
     per = {"all": ([], [])}
     for qid, answers in golds.items():
-        # evaluate-v2.0.py's breakdown: a question with any gold answer text is has-answer,
-        # even one that normalises to nothing ("the"), which then scores as unanswerable.
-        kind = "has_ans" if any(answers) else "no_ans"
+        # evaluate-v2.0.py's breakdown: a question with any gold answer is has-answer, even one
+        # whose text normalises to nothing ("the"), which then scores as unanswerable.
+        kind = "has_ans" if answers else "no_ans"
         if version_2:
             answers = [a for a in answers if normalize_answer(a)] or [""]
-        elif kind == "no_ans":
+        elif not answers:
             raise ValueError(f"squad_scores: question {qid!r} has no gold answer; unanswerable "
                              "questions are SQuAD v2.0 (version_2=True)")
         pred = preds.get(qid)

@@ -336,7 +336,7 @@ def qa_examples(rows: Iterable[Row], *, bad: BadRows, allow_no_answer: bool,
     out = []
     for row in rows:
         try:
-            question, context = str(_field(row, "question")), str(_field(row, "context"))
+            question, context = _text(row, "question"), _text(row, "context")
             uid = str(row.fields.get("id") or row.where)
             texts, starts = [], []
             if with_labels:

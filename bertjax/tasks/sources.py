@@ -116,9 +116,13 @@ def _csv_error(path: str, start: int, line: int, error: csv.Error) -> DataError:
 
 def _delimited_fields(header: list[str], record: list[str], delimiter: str) -> dict[str, Any]:
     """A CSV/TSV record -> Row fields. More fields than the header is a bad row ("__invalid__"):
-    which field is which is unknown (an unquoted comma in a text). Fewer is kept, with the missing
-    ones absent, so the field check names what is missing (trailing columns may be optional)."""
+    which field is which is unknown (an unquoted comma in a text); unless the extra ones are all
+    empty (a trailing delimiter, as spreadsheets write), which are dropped. Fewer is kept, with
+    the missing ones absent, so the field check names what is missing (trailing columns may be
+    optional)."""
     counts = f"{len(record)} fields, the header has {len(header)}"
+    if len(record) > len(header) and not any(f.strip() for f in record[len(header):]):
+        record = record[:len(header)]
     if len(record) > len(header):
         hint = "; a field with a comma in it must be quoted" if delimiter == "," else ""
         return {"__invalid__": counts + hint}
