@@ -239,7 +239,7 @@ def test_pretraining_run_is_refused_naming_its_task(tmp_path, capsys):
      "a Hugging Face model directory"),
     ("bertjax", {"bertjax.json": "{}"}, "a bertjax model directory"),
     ("google", {"bert_config.json": "{}"}, "a Google TF BERT checkpoint directory"),
-    ("empty", {}, "not a model or training directory"),
+    ("empty", {}, "not a directory predict can read"),
 ])
 def test_checkpoint_that_is_no_finetuned_workdir_is_named(tmp_path, capsys, kind, files, what):
     """A model directory (not a fine-tuned run) given as --checkpoint: the error says what the
