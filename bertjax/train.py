@@ -12,6 +12,7 @@ import functools
 import logging
 import os
 import signal
+import sys
 import time
 from typing import Any
 
@@ -100,6 +101,14 @@ def check_workdir(workdir: str, init_from: str) -> None:
             init_from, workdir):
         raise ConfigError(f"config.init_from={init_from!r} is the workdir itself; give the run a "
                           "new --workdir (a run resumes from its own workdir without init_from)")
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise ConfigError(f"--workdir {workdir} is a file; give a directory (new or a run's)")
+    try:
+        os.makedirs(workdir, exist_ok=True)
+    except OSError as e:  # no permission, a read-only file system, a parent that is a file
+        raise ConfigError(f"--workdir {workdir}: cannot create it ({e.strerror or e})") from None
+    if not os.access(workdir, os.W_OK | os.X_OK):
+        raise ConfigError(f"--workdir {workdir}: not writable")
     held = convert.held_format(workdir)
     if held not in (None, "workdir"):
         raise ConfigError(f"{workdir}: holds a {held} model, not a training run; pass it as "
@@ -508,14 +517,31 @@ def setup_process(coordinator_address: str | None = None, num_processes: int | N
         jax.distributed.initialize()
 
 
+def _user_errors() -> tuple[type[Exception], ...]:
+    """The errors that report a bad input (config, data, tokenizer, checkpoint, workdir), each
+    with a message naming what and where: main prints them without a traceback."""
+    # pylint: disable=import-outside-toplevel
+    from bertjax.data.prepare import DataConfigError
+    from bertjax.data.tokenizer import TokenizerError
+    from bertjax.param_names import ConvertError
+    from bertjax.tasks.heads import EncoderMismatchError
+    from bertjax.tasks.sources import DataError
+    return (ConfigError, DataConfigError, DataError, TokenizerError, ConvertError,
+            EncoderMismatchError, ckpt_lib.CheckpointMismatchError)
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     setup_process(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     config = _CONFIG.value
-    adopt_init_from_model(config, config_flags.get_override_values(flags.FLAGS["config"]),
-                          _WORKDIR.value)
-    summary = train_and_evaluate(config, _WORKDIR.value)
+    try:
+        adopt_init_from_model(config, config_flags.get_override_values(flags.FLAGS["config"]),
+                              _WORKDIR.value)
+        summary = train_and_evaluate(config, _WORKDIR.value)
+    except _user_errors() as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     if summary["preempted"]:
         logging.info("preempted at step %d; exiting with status 0", summary["step"])
 

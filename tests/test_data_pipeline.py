@@ -66,6 +66,15 @@ def test_config_errors_name_the_field(corpus_dir, tmp_path):
         prepare.cache_root(_cfg(corpus_dir, tmp_path, cache_dir=""), None)
 
 
+def test_a_corpus_held_out_whole_says_so(corpus_dir, tmp_path):
+    """One document that eval_fraction sends to evaluation: the error names eval_fraction."""
+    (tmp_path / "one.txt").write_text("A cat sat. A dog ran.\n")
+    with pytest.raises(prepare.DataConfigError, match=r"gave no training examples \(1 documents, "
+                       r"1 of them held out for evaluation by config.data.eval_fraction=0.1"):
+        prepare.prepare(_cfg(corpus_dir, tmp_path, corpus=str(tmp_path / "one.txt"),
+                             eval_fraction=0.1))  # document 0 is held out at 0.1
+
+
 def test_batches_shapes_and_cache_reuse(corpus_dir, tmp_path, caplog):
     cfg = _cfg(corpus_dir, tmp_path)
     data = pipeline.make_pretraining_data(cfg, seed=0, global_batch_size=8, workdir=None)

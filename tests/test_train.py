@@ -3,6 +3,8 @@
 import json
 import os
 import re
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -13,6 +15,8 @@ from bertjax import checkpoint as ckpt_lib
 from bertjax import optim
 from bertjax import train
 from bertjax.model import ConfigError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -125,6 +129,22 @@ def test_a_model_directory_is_refused_as_workdir_before_anything_is_written(corp
     (tmp_path / "notes" / "README").write_text("mine")
     train.check_workdir(str(tmp_path / "notes"), "")  # other files: allowed
     train.check_workdir(str(tmp_path / "new"), "")
+    with pytest.raises(ConfigError, match="README is a file; give a directory"):
+        train.check_workdir(str(tmp_path / "notes" / "README"), "")
+    with pytest.raises(ConfigError, match="README/run: cannot create it"):
+        train.check_workdir(str(tmp_path / "notes" / "README" / "run"), "")
+
+
+def test_cli_reports_a_bad_input_without_a_traceback(tmp_path):
+    """python -m bertjax.train prints a config / data / workdir error as one line, exit 2."""
+    (tmp_path / "afile").write_text("x")
+    proc = subprocess.run(
+        [sys.executable, "-m", "bertjax.train", "--config", "configs/bert_tiny.py",
+         "--workdir", str(tmp_path / "afile")], cwd=ROOT, capture_output=True, text=True,
+        env=dict(os.environ, JAX_PLATFORMS="cpu"), timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"error: --workdir {tmp_path / 'afile'} is a file" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 def test_mismatched_config_names_the_fields(run, corpus):

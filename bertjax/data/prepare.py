@@ -239,8 +239,12 @@ def prepare(cfg: ml_collections.ConfigDict, workdir: str | None = None) -> Prepa
     flush("eval")
     if not writers["train"].count:
         shutil.rmtree(tmp, ignore_errors=True)
+        held = (f", {stats['eval_documents']} of them held out for evaluation by "
+                f"config.data.eval_fraction={cfg.eval_fraction}" if stats["eval_documents"]
+                else "")
         raise DataConfigError(f"config.data.corpus={cfg.corpus!r} gave no training examples "
-                              f"({stats['documents']} documents; {corpus.skipped.summary()})")
+                              f"({stats['documents']} documents{held}; "
+                              f"{corpus.skipped.summary()})")
     meta = {"format_version": FORMAT_VERSION, "corpus": corpus.identity, "key": key,
             "fields": {f: cfg[f] for f in RECORD_FIELDS}, "num_train": writers["train"].count,
             "num_eval": writers["eval"].count, "vocab_size": tok.get_vocab_size(),
