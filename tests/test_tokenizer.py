@@ -536,3 +536,37 @@ def test_an_old_tokenizer_json_gets_the_google_normalizer_and_keeps_its_ids(spel
     assert tokenizer_lib.tokenizer_lowercase(tok) is True
     assert tokenizer_lib.tokenizer_strip_accents(tok) is None
     assert _encode_words(tok, "ΟΔΟΣ a\ue000") == ["ο", "##δ", "##ο", "##ς", "a", "##\ue000"]
+
+
+def _vocab_command(capsys, *args):
+    """`python -m bertjax.data vocab ...` in process -> (exit code or 0, stderr)."""
+    from bertjax.data import __main__ as data_main
+    try:
+        data_main.main(["vocab", *args])
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    return code, capsys.readouterr().err
+
+
+def test_vocab_command_refuses_to_overwrite_a_tokenizer_a_workdir_or_a_file(tmp_path, capsys):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n".join(CORPUS) + "\n")
+    out = tmp_path / "vocab"
+    base = ["--corpus", str(corpus), "--vocab-size", "120", "--out"]
+    assert _vocab_command(capsys, *base, str(out))[0] == 0
+    before = (out / "vocab.txt").read_text()
+    (out / "vocab.txt").write_text(before + "extra\n")
+    code, err = _vocab_command(capsys, *base, str(out))
+    assert code == 2 and err.startswith("error: --out ") and "vocab.txt" in err
+    assert "--overwrite" in err and (out / "vocab.txt").read_text() == before + "extra\n"
+    assert _vocab_command(capsys, *base, str(out), "--overwrite")[0] == 0
+    assert (out / "vocab.txt").read_text() == before
+    workdir = tmp_path / "run"
+    (workdir / "checkpoints").mkdir(parents=True)
+    code, err = _vocab_command(capsys, *base, str(workdir), "--overwrite")
+    assert code == 2 and "training workdir" in err and str(workdir) in err
+    assert os.listdir(workdir) == ["checkpoints"]
+    for bad in (corpus, corpus / "sub"):  # a file, or a path under one
+        code, err = _vocab_command(capsys, *base, str(bad))
+        assert code == 2 and err.startswith(f"error: --out {bad}") and "Traceback" not in err

@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> None:
     v.add_argument("--out", required=True, help="directory for vocab.txt and tokenizer.json")
     v.add_argument("--cased", action="store_true", help="keep case and accents (default: uncased)")
     v.add_argument("--max-line-bytes", type=int, default=1_000_000)
+    v.add_argument("--overwrite", action="store_true",
+                   help="replace a tokenizer (vocab.txt, tokenizer.json) already in --out")
     p = sub.add_parser("prepare", help="tokenize a corpus and write example shards")
     p.add_argument("--config", metavar="FILE.py[:ARG]",
                    help="a config file with get_config([ARG]) (its .data is used)")
@@ -104,8 +106,43 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2) from None
 
 
+def check_vocab_out(out: str, overwrite: bool) -> None:
+    """Raises DataConfigError, before any training, unless `vocab --out` can take a vocabulary: a
+    new or empty directory, or one of other files. A tokenizer already there (vocab.txt or
+    tokenizer.json) is replaced only with --overwrite; a training workdir or a model directory is
+    never written into (its tokenizer belongs to its weights)."""
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise prepare_lib.DataConfigError(
+            f"--out {out}: exists and is not a directory; give a new or existing directory")
+    if not os.path.isdir(out):
+        parent = os.path.dirname(os.path.abspath(out))
+        while not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if not os.path.isdir(parent):
+            raise prepare_lib.DataConfigError(
+                f"--out {out}: {parent} is a file, not a directory; cannot create {out}")
+        return
+    from bertjax import convert  # imports jax: only when the directory exists
+    held = convert.held_format(out)
+    if held == "workdir":
+        raise prepare_lib.DataConfigError(
+            f"--out {out}: is a training workdir (it has checkpoints/); its tokenizer belongs to "
+            "the run. Write the vocabulary to a new directory")
+    if held is not None:
+        raise prepare_lib.DataConfigError(
+            f"--out {out}: holds a {held} model; its tokenizer belongs to the model's weights. "
+            "Write the vocabulary to a new directory")
+    existing = [f for f in ("vocab.txt", "tokenizer.json")
+                if os.path.exists(os.path.join(out, f))]
+    if existing and not overwrite:
+        raise prepare_lib.DataConfigError(
+            f"--out {out}: already holds a tokenizer ({', '.join(existing)}); pass --overwrite "
+            "to replace it, or write to a new directory")
+
+
 def _run(args) -> None:
     if args.command == "vocab":
+        check_vocab_out(args.out, args.overwrite)
         corpus = corpus_lib.open_corpus(args.corpus, args.max_line_bytes)
         tok = tokenizer_lib.train_wordpiece(corpus.texts, args.vocab_size, not args.cased, args.out)
         print(f"wrote {tok.get_vocab_size()} tokens to {args.out}/vocab.txt")
