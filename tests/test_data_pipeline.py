@@ -297,6 +297,25 @@ def test_prepare_command_reports_a_corpus_that_matches_nothing_without_a_traceba
     assert err.startswith("error: ") and "nothing*.txt" in err, err
 
 
+def test_a_vocabulary_without_mask_is_refused_by_name_before_the_cache_is_touched(
+        corpus_dir, tmp_path, capsys):
+    from bertjax.data import __main__ as data_main
+    lines = (corpus_dir / "vocab.txt").read_text().splitlines()
+    nomask = tmp_path / "nomask.txt"
+    nomask.write_text("\n".join(t for t in lines if t != "[MASK]") + "\n")
+    cfg = _cfg(corpus_dir, tmp_path, tokenizer=str(nomask))
+    with pytest.raises(prepare.DataConfigError,
+                       match=r"config\.data\.tokenizer=.*nomask\.txt.*lacks.*\[MASK\]"):
+        prepare.prepare(cfg)
+    assert not list((tmp_path / "cache").glob("*tokenizer-*"))  # nothing copied into the cache
+    with pytest.raises(SystemExit) as exit_info:
+        data_main.main(["prepare", "--corpus", cfg.corpus, "--tokenizer", str(nomask),
+                        "--cache-dir", cfg.cache_dir])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert err.startswith(f"error: --tokenizer {nomask}: ") and "[MASK]" in err, err
+
+
 def test_nsp_balance_is_recorded_and_a_skewed_corpus_is_warned_about(corpus_dir, tmp_path, caplog):
     with caplog.at_level(logging.INFO):
         balanced = prepare.prepare(_cfg(corpus_dir, tmp_path / "a"))

@@ -102,8 +102,22 @@ def main(argv: list[str] | None = None) -> None:
         _run(args)
     except (FileNotFoundError, prepare_lib.DataConfigError, tokenizer_lib.TokenizerError) as e:
         # A user's input (corpus glob, config field, vocabulary) is wrong: say so, no traceback.
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_name_the_flags(str(e), args)}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+# config.data fields that the commands' flags set (field -> flag).
+_FLAGS = {"corpus": "--corpus", "tokenizer": "--tokenizer", "cache_dir": "--cache-dir"}
+
+
+def _name_the_flags(message: str, args) -> str:
+    """An error about config.data.FIELD='VALUE' names the flag that gave the value (--corpus X)."""
+    for field, flag in _FLAGS.items():
+        value = getattr(args, field, None)
+        if value is not None:
+            message = message.replace(f"config.data.{field}={value!r}", f"{flag} {value}")
+            message = message.replace(f"config.data.{field} ", f"{flag} ")
+    return message
 
 
 def check_vocab_out(out: str, overwrite: bool) -> None:

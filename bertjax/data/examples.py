@@ -40,11 +40,20 @@ class Specials:
 
     @classmethod
     def of(cls, tok) -> "Specials":
-        ids = {name: tok.token_to_id(f"[{name.upper()}]") for name in ("pad", "unk", "cls", "sep", "mask")}
-        missing = [f"[{k.upper()}]" for k, v in ids.items() if v is None]
+        """The ids in `tok`; a ValueError if any is missing (see missing_specials)."""
+        missing = missing_specials(tok)
         if missing:
             raise ValueError(f"tokenizer vocabulary lacks special tokens {missing}")
-        return cls(**ids)
+        return cls(**{name: tok.token_to_id(f"[{name.upper()}]") for name in _SPECIAL_NAMES})
+
+
+_SPECIAL_NAMES = ("pad", "unk", "cls", "sep", "mask")
+
+
+def missing_specials(tok) -> list[str]:
+    """The special tokens of Specials (e.g. "[MASK]") that `tok`'s vocabulary lacks."""
+    return [f"[{name.upper()}]" for name in _SPECIAL_NAMES
+            if tok.token_to_id(f"[{name.upper()}]") is None]
 
 
 def _record(label: int, *parts: np.ndarray) -> np.ndarray:

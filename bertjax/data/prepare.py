@@ -112,7 +112,18 @@ def resolve_tokenizer(cfg: ml_collections.ConfigDict, root: str,
     """
     os.makedirs(root, exist_ok=True)
     if cfg.tokenizer:
-        tok = tokenizer_lib.load_tokenizer(os.path.expanduser(cfg.tokenizer))
+        path = os.path.expanduser(cfg.tokenizer)
+        try:
+            tok = tokenizer_lib.load_tokenizer(path)
+        except tokenizer_lib.TokenizerError as e:
+            raise DataConfigError(f"config.data.tokenizer={cfg.tokenizer!r}: {e}") from None
+        missing = examples.missing_specials(tok)
+        if missing:  # checked before anything of this tokenizer reaches the cache
+            where = tokenizer_lib.tokenizer_file(path) if os.path.isdir(path) else path
+            raise DataConfigError(
+                f"config.data.tokenizer={cfg.tokenizer!r}: the vocabulary in {where} lacks the "
+                f"special tokens {', '.join(missing)} that pretraining needs (BERT's are "
+                f"{', '.join(tokenizer_lib.SPECIAL_TOKENS)})")
         out = os.path.join(root, f"tokenizer-{_key(tok.to_str())}")
         if not os.path.isdir(out):
             tmp = tempfile.mkdtemp(dir=root, prefix=".tmp-tok-")
