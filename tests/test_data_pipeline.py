@@ -316,6 +316,24 @@ def test_a_vocabulary_without_mask_is_refused_by_name_before_the_cache_is_touche
     assert err.startswith(f"error: --tokenizer {nomask}: ") and "[MASK]" in err, err
 
 
+def test_prepare_set_reads_values_as_the_field_type_and_names_the_flag_on_a_mismatch(capsys):
+    import argparse
+    from bertjax.data import __main__ as data_main
+
+    def data_config(*items):
+        return data_main._data_config(argparse.Namespace(
+            config=None, corpus=None, tokenizer=None, cache_dir=None, set=list(items)))
+    cfg = data_config("next_sentence=False", "packing=true", "max_seq_length=64",
+                      "eval_fraction=0.5", "masked_lm_prob=1", "corpus=a b*.txt")
+    assert (cfg.next_sentence, cfg.packing, cfg.max_seq_length) == (False, True, 64)
+    assert (cfg.eval_fraction, cfg.masked_lm_prob, cfg.corpus) == (0.5, 1.0, "a b*.txt")
+    for item in ("max_seq_length=32.0", "next_sentence=maybe", "eval_fraction=x"):
+        with pytest.raises(SystemExit) as exit_info:
+            data_main.main(["prepare", "--set", item])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.startswith(f"error: --set {item}: "), err
+
+
 def test_nsp_balance_is_recorded_and_a_skewed_corpus_is_warned_about(corpus_dir, tmp_path, caplog):
     with caplog.at_level(logging.INFO):
         balanced = prepare.prepare(_cfg(corpus_dir, tmp_path / "a"))

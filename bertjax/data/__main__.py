@@ -7,8 +7,9 @@
 
 `prepare` with --config FILE.py[:ARG] reads `config.data` from get_config(ARG) of a config file, as
 `python -m bertjax.train --config` does (e.g. configs/bert_tiny.py:smoke); without it, it starts
-from bertjax.config.data(). --set FIELD=VALUE overrides any data field (the value is parsed as JSON
-where possible, e.g. true, 0.2, 512). It prints the shard directory and its meta.json summary.
+from bertjax.config.data(). --set FIELD=VALUE overrides any data field, the value read as the
+field's type (true/false/True/False/1/0 for a flag, 512 for an integer, 0.2 for a number, text
+as it is). It prints the shard directory and its meta.json summary.
 """
 
 from __future__ import annotations
@@ -65,15 +66,55 @@ def _data_config(args) -> "config_lib.ml_collections.ConfigDict":
         if value is not None:
             cfg[name] = value
     for item in args.set or []:
-        field, _, raw = item.partition("=")
+        field, eq, raw = item.partition("=")
+        if not eq:
+            raise prepare_lib.DataConfigError(f"--set {item}: expected FIELD=VALUE")
         if field not in cfg:
             raise prepare_lib.DataConfigError(f"--set {item}: config.data has no field {field!r}")
+        value = parse_set_value(item, cfg[field], raw)
+        try:
+            cfg[field] = value
+        except (TypeError, ValueError) as e:  # ml_collections refuses another type
+            raise prepare_lib.DataConfigError(f"--set {item}: {e}") from None
+    return cfg
+
+
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def parse_set_value(item: str, current, raw: str):
+    """--set FIELD=RAW -> a value of the field's type (bool: true/false in any case, 1/0,
+    yes/no; int: an integer; float: any number; str: the text as written, or a JSON string).
+    A value that does not fit the field raises DataConfigError naming --set FIELD=RAW."""
+    def bad(expected):
+        return prepare_lib.DataConfigError(
+            f"--set {item}: config.data.{item.partition('=')[0]} takes {expected}, got {raw!r}")
+    if isinstance(current, bool):
+        if raw.strip().lower() in _TRUE:
+            return True
+        if raw.strip().lower() in _FALSE:
+            return False
+        raise bad("true or false")
+    if isinstance(current, int):
+        try:
+            return int(raw.strip())
+        except ValueError:
+            raise bad("an integer") from None
+    if isinstance(current, float):
+        try:
+            return float(raw.strip())
+        except ValueError:
+            raise bad("a number") from None
+    if isinstance(current, str):
         try:
             value = json.loads(raw)
         except json.JSONDecodeError:
-            value = raw
-        cfg[field] = value
-    return cfg
+            return raw
+        return value if isinstance(value, str) else raw
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
 
 
 def main(argv: list[str] | None = None) -> None:
