@@ -1,6 +1,8 @@
 """Corpus readers: sentence splitting, file formats, bad input, builtin and TFDS sources."""
 
 import os
+import re
+
 
 import pytest
 
@@ -65,6 +67,22 @@ def test_no_files_is_a_clear_error(tmp_path):
     for spec in ("tfds:lm1b", "tfds::text", "tfds:lm1b:1.1.0"):
         with pytest.raises(ValueError, match=r"tfds:NAME\[:VERSION\]:FEATURE"):
             corpus.open_corpus(spec)
+
+
+def test_a_directory_is_not_a_glob_and_the_vocab_command_names_its_flag(tmp_path, capsys):
+    from bertjax.data import __main__ as data_main
+    (tmp_path / "a.txt").write_text("Some text here.\n")
+    with pytest.raises(FileNotFoundError, match=r"is a directory.*" + re.escape(
+            repr(str(tmp_path / "*")))):
+        corpus.open_corpus(str(tmp_path))
+    for spec, expected in ((str(tmp_path), "is a directory"), ("tfds:lm1b", "tfds:NAME"),
+                           (str(tmp_path / "none*.txt"), "no files match")):
+        with pytest.raises(SystemExit) as exit_info:
+            data_main.main(["vocab", "--corpus", spec, "--out", str(tmp_path / "v")])
+        err = capsys.readouterr().err
+        assert exit_info.value.code == 2 and err.startswith(f"error: --corpus {spec}: "), err
+        assert expected in err and "config.data" not in err
+    assert not (tmp_path / "v").exists()
 
 
 @pytest.mark.parametrize("spec,parsed", [

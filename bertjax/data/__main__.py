@@ -141,7 +141,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         _run(args)
-    except (FileNotFoundError, prepare_lib.DataConfigError, tokenizer_lib.TokenizerError) as e:
+    except (FileNotFoundError, prepare_lib.DataConfigError, tokenizer_lib.TokenizerError,
+            corpus_lib.CorpusError) as e:
         # A user's input (corpus glob, config field, vocabulary) is wrong: say so, no traceback.
         print(f"error: {_name_the_flags(str(e), args)}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -103,6 +103,10 @@ def _lines_tag(split_lines: bool) -> str:
     return "" if split_lines else _LINES_TAG
 
 
+class CorpusError(ValueError):
+    """A config.data.corpus spec that names no usable corpus; the message names the field."""
+
+
 # --- skip accounting --------------------------------------------------------------------------------
 
 @dataclasses.dataclass
@@ -185,6 +189,11 @@ class FileCorpus(Corpus):
         self.paths = sorted(globlib.glob(os.path.expanduser(pattern), recursive=True))
         self.paths = [p for p in self.paths if os.path.isfile(p)]
         if not self.paths:
+            if os.path.isdir(os.path.expanduser(pattern)):
+                raise FileNotFoundError(
+                    f"config.data.corpus={pattern!r}: is a directory, not a file glob; give its "
+                    f"files, e.g. {os.path.join(pattern, '*')!r} or "
+                    f"{os.path.join(pattern, '**', '*.txt')!r}")
             raise FileNotFoundError(f"config.data.corpus={pattern!r}: no files match")
         self.max_line_bytes = max_line_bytes
         self.skipped = SkipReport()
@@ -391,7 +400,7 @@ def parse_tfds_spec(spec: str) -> tuple[str, str, str]:
         name, rest = f"{name}:{version.group()}", rest[version.end() + 1:]
     feature, _, split = rest.partition(":")
     if not name or not feature:
-        raise ValueError(f"config.data.corpus={spec!r}: expected tfds:NAME[:VERSION]:FEATURE[:SPLIT]"
+        raise CorpusError(f"config.data.corpus={spec!r}: expected tfds:NAME[:VERSION]:FEATURE[:SPLIT]"
                          " (e.g. tfds:lm1b:text:train[:1%])")
     return name, feature, split or "train"
 
@@ -401,11 +410,11 @@ def open_corpus(spec: str, max_line_bytes: int = 1_000_000, split_lines: bool = 
 
     split_lines: config.data.split_lines, for files and TFDS records (see the module docstring)."""
     if not spec:
-        raise ValueError("config.data.corpus is empty; use 'builtin', a file glob or "
+        raise CorpusError("config.data.corpus is empty; use 'builtin', a file glob or "
                          "'tfds:NAME[:VERSION]:FEATURE[:SPLIT]'")
     if spec == "builtin":
         if not split_lines:
-            raise ValueError("config.data.split_lines=False reads a file or TFDS corpus line by "
+            raise CorpusError("config.data.split_lines=False reads a file or TFDS corpus line by "
                              "line; the builtin corpus has no lines to keep (docstrings are "
                              "reflowed): leave it True")
         return BuiltinCorpus()
