@@ -237,3 +237,29 @@ def test_selection_equals_google_given_the_same_word_order(whole_word):
         got = sorted(int(p) for p, w in zip(out["masked_lm_positions"][b],
                                             out["masked_lm_weights"][b]) if w)
         assert got == _google_select(words, k), (b, tokens)
+
+
+def test_tokens_dropped_by_truncation_are_counted_without_changing_the_examples():
+    rng = np.random.default_rng(6)
+    docs = [[rng.integers(5, V, size=500).astype(np.int32)]] + _docs(20, rng)
+    kw = dict(max_seq_length=32, short_seq_prob=0.0, specials=SP)
+    counts = {}
+    recs = examples.pair_examples(docs, 0, np.random.default_rng(1), counts=counts, **kw)
+    assert _same_records(recs, examples.pair_examples(docs, 0, np.random.default_rng(1), **kw))
+    (rec,) = recs  # one sentence: one pair with a random B, the rest of the 500 tokens dropped
+    a, _ = _split(rec[1:])
+    assert rec[0] == 1 and counts["truncated_tokens"] == 500 - len(a) > 400
+    for next_sentence, short in ((True, 0.1), (False, 0.3), (False, 0.0)):
+        kw = dict(seed=3, dupe_factor=2, max_seq_length=48, short_seq_prob=short,
+                  next_sentence=next_sentence, packing=False, specials=SP)
+        counts = {}
+        with_counts = examples.shard_examples(docs, list(range(len(docs))), counts=counts, **kw)
+        assert _same_records(with_counts, examples.shard_examples(docs, list(range(len(docs))), **kw))
+        if not next_sentence:  # MLM rows hold every token but those counted, each copy
+            total = 2 * sum(len(s) for d in docs for s in d)
+            assert sum(len(r) - 3 for r in with_counts) == total - counts.get("truncated_tokens", 0)
+            assert (counts.get("truncated_tokens", 0) == 0) == (short == 0.0)
+
+
+def _same_records(a, b):
+    return len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))

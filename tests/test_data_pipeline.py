@@ -351,3 +351,18 @@ def test_nsp_balance_is_recorded_and_a_skewed_corpus_is_warned_about(corpus_dir,
                                       corpus=str(tmp_path / "one" / "c.txt")))
     assert skewed.meta["nsp_random_fraction"]["train"] == 1.0
     assert "NSP pairs: 100.0% with a random B" in caplog.text and "split_lines" in caplog.text
+
+
+def test_tokens_dropped_by_nsp_truncation_are_reported(corpus_dir, tmp_path, caplog):
+    (tmp_path / "long").mkdir()  # one long line with no sentence end: one pair, the rest dropped
+    (tmp_path / "long" / "c.txt").write_text(" ".join(WORDS * 20) + "\n\n" + "\n\n".join(
+        " ".join(WORDS[i:i + 12]).capitalize() + "." for i in range(20)) + "\n")
+    with caplog.at_level(logging.INFO):
+        prepared = prepare.prepare(_cfg(corpus_dir, tmp_path, corpus=str(tmp_path / "long" / "c.txt")))
+    stats = prepared.meta["stats"]
+    assert stats["truncated_tokens"] > len(WORDS) * 20 - 32
+    warning = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING
+               and "truncating" in r.getMessage()]
+    share = f"{stats['truncated_tokens'] / stats['tokens']:.1%}"
+    assert warning and f"dropped {stats['truncated_tokens']} of {stats['tokens']}" in warning[0]
+    assert share in warning[0] and "next_sentence=False" in warning[0]

@@ -74,8 +74,15 @@ def truncate_seq_pair(a: np.ndarray, b: np.ndarray, max_num_tokens: int,
 
 
 def pair_examples(docs: list[list[Sentence]], d: int, rng: np.random.Generator, *,
-                  max_seq_length: int, short_seq_prob: float, specials: Specials) -> list[np.ndarray]:
-    """NSP examples of document docs[d]: google-research/bert's create_instances_from_document."""
+                  max_seq_length: int, short_seq_prob: float, specials: Specials,
+                  counts: dict | None = None) -> list[np.ndarray]:
+    """NSP examples of document docs[d]: google-research/bert's create_instances_from_document.
+
+    counts: if given, counts["truncated_tokens"] grows by the tokens of docs[d] that truncation
+    (or a pair left with an empty side) keeps out of every example, as Google's rule does to a
+    chunk longer than the room, e.g. a long line that was not split into sentences. Tokens of
+    a random B taken from another document are not counted: that document has its own examples.
+    """
     document = docs[d]
     max_num_tokens = max_seq_length - 3  # [CLS], [SEP], [SEP]
     target = max_num_tokens
@@ -112,21 +119,29 @@ def pair_examples(docs: list[list[Sentence]], d: int, rng: np.random.Generator, 
             else:
                 is_random = 0
                 tokens_b = np.concatenate(chunk[a_end:])
+            own = len(tokens_a) + (0 if is_random else len(tokens_b))  # docs[d]'s own tokens
             tokens_a, tokens_b = truncate_seq_pair(tokens_a, tokens_b, max_num_tokens, rng)
+            kept = 0
             if len(tokens_a) >= 1 and len(tokens_b) >= 1:
                 out.append(_record(is_random, cls_, tokens_a, sep, tokens_b, sep))
+                kept = len(tokens_a) + (0 if is_random else len(tokens_b))
+            if counts is not None:
+                counts["truncated_tokens"] = counts.get("truncated_tokens", 0) + own - kept
             chunk, length = [], 0
         i += 1
     return out
 
 
 def single_examples(docs: list[list[Sentence]], d: int, rng: np.random.Generator, *,
-                    max_seq_length: int, short_seq_prob: float, specials: Specials) -> list[np.ndarray]:
+                    max_seq_length: int, short_seq_prob: float, specials: Specials,
+                    counts: dict | None = None) -> list[np.ndarray]:
     """MLM-only examples of docs[d]: consecutive sentences up to the target length, [CLS] X [SEP].
 
-    A sentence longer than the room is cut into pieces (nothing lost); a chunk that would overflow
-    the target is emitted first. The target is max_seq_length - 2, or with probability
-    short_seq_prob a random length in [2, max_seq_length - 2], redrawn for every example.
+    A sentence longer than the room is cut into pieces of max_seq_length - 2; a chunk that would
+    overflow the target is emitted first. The target is max_seq_length - 2, or with probability
+    short_seq_prob a random length in [2, max_seq_length - 2], redrawn for every example; a piece
+    longer than a short target is cut to it (the rest is lost, and added to
+    counts["truncated_tokens"] when counts is given). With short_seq_prob=0 nothing is lost.
     """
     max_num_tokens = max_seq_length - 2
 
@@ -138,7 +153,10 @@ def single_examples(docs: list[list[Sentence]], d: int, rng: np.random.Generator
     out: list[np.ndarray] = []
 
     def emit(parts: list[Sentence], target: int) -> None:
-        row = np.concatenate(parts)[:target]
+        row = np.concatenate(parts)
+        if counts is not None and len(row) > target:
+            counts["truncated_tokens"] = counts.get("truncated_tokens", 0) + len(row) - target
+        row = row[:target]
         if len(row):
             out.append(_record(NO_LABEL, [specials.cls], row, [specials.sep]))
 
@@ -194,10 +212,12 @@ def pack_records(records: list[np.ndarray], max_seq_length: int, open_rows: int 
 
 def shard_examples(docs: list[list[Sentence]], doc_ids: list[int], *, seed: int, dupe_factor: int,
                    max_seq_length: int, short_seq_prob: float, next_sentence: bool, packing: bool,
-                   specials: Specials) -> list[np.ndarray]:
+                   specials: Specials, counts: dict | None = None) -> list[np.ndarray]:
     """All records of one shard of documents: copies k = 0..dupe_factor-1, documents in order.
 
     doc_ids: the corpus-wide index of each document (keys its random stream).
+    counts: if given, counts["truncated_tokens"] grows by the document tokens that example
+    creation drops, summed over the dupe_factor copies (see pair_examples, single_examples).
     """
     make = pair_examples if next_sentence else single_examples
     out: list[np.ndarray] = []
@@ -205,7 +225,7 @@ def shard_examples(docs: list[list[Sentence]], doc_ids: list[int], *, seed: int,
         for d, doc_id in enumerate(doc_ids):
             rng = np.random.default_rng([seed, doc_id, k])
             out.extend(make(docs, d, rng, max_seq_length=max_seq_length,
-                            short_seq_prob=short_seq_prob, specials=specials))
+                            short_seq_prob=short_seq_prob, specials=specials, counts=counts))
     if packing:
         out = pack_records(out, max_seq_length)
     return out

@@ -225,10 +225,11 @@ def prepare(cfg: ml_collections.ConfigDict, workdir: str | None = None) -> Prepa
     work = tokenizers.Tokenizer.from_str(tok.to_str())
     work.encode_special_tokens = True  # "[MASK]" written in the corpus is text, not a special token
     specials = examples.Specials.of(tok)
-    stats = {"documents": 0, "train_documents": 0, "eval_documents": 0, "tokens": 0}
+    stats = {"documents": 0, "train_documents": 0, "eval_documents": 0, "tokens": 0,
+             "truncated_tokens": 0}
     make = dict(seed=cfg.seed, dupe_factor=cfg.dupe_factor, max_seq_length=cfg.max_seq_length,
                 short_seq_prob=cfg.short_seq_prob, next_sentence=cfg.next_sentence,
-                packing=cfg.packing, specials=specials)
+                packing=cfg.packing, specials=specials, counts=stats)
     writers = {"train": _ShardWriter(tmp, "train"), "eval": _ShardWriter(tmp, "eval")}
     pending: dict[str, tuple[list, list]] = {"train": ([], []), "eval": ([], [])}
 
@@ -263,6 +264,7 @@ def prepare(cfg: ml_collections.ConfigDict, workdir: str | None = None) -> Prepa
             "skipped": corpus.skipped.as_dict(), "seconds": round(time.time() - t0, 2),
             "train_shards": [os.path.basename(p) for p in writers["train"].paths],
             "eval_shards": [os.path.basename(p) for p in writers["eval"].paths]}
+    _report_truncation(stats, cfg)
     if cfg.next_sentence:
         meta["nsp_random_fraction"] = {
             split: round(w.random_next / w.count, 4) if w.count else None
@@ -274,6 +276,30 @@ def prepare(cfg: ml_collections.ConfigDict, workdir: str | None = None) -> Prepa
     log.info("prepared %d train / %d eval examples from %d documents in %.1f s at %s",
              meta["num_train"], meta["num_eval"], stats["documents"], meta["seconds"], final)
     return _load(final, tok, tok_dir)
+
+
+# Google's NSP rule trims the last sentence of a chunk that overshoots the room: a few percent of
+# the tokens on ordinary text. More than this share means text the examples do not see.
+TRUNCATION_WARN_SHARE = 0.1
+
+
+def _report_truncation(stats: dict, cfg: ml_collections.ConfigDict) -> None:
+    """Logs the document tokens that example creation dropped (stats["truncated_tokens"], over
+    the dupe_factor copies); a warning when their share is large."""
+    total = stats["tokens"] * cfg.dupe_factor
+    dropped = stats["truncated_tokens"]
+    share = dropped / total if total else 0.0
+    message = (f"example creation dropped {dropped} of {total} document tokens ({share:.1%}) by "
+               f"truncating to max_seq_length={cfg.max_seq_length}")
+    if share > TRUNCATION_WARN_SHARE:
+        why = ("with next_sentence=True a sentence longer than max_seq_length - 3 (or a long line "
+               "that is not split into sentences) gives one truncated pair, as in "
+               "google-research/bert; next_sentence=False cuts it into pieces and keeps them"
+               if cfg.next_sentence else
+               "short_seq_prob's shorter targets cut sentences longer than the target")
+        log.warning("%s: %s", message, why)
+    else:
+        log.info("%s", message)
 
 
 def _report_nsp_balance(random_fraction: float) -> None:
