@@ -521,12 +521,13 @@ def _user_errors() -> tuple[type[Exception], ...]:
     """The errors that report a bad input (config, data, tokenizer, checkpoint, workdir), each
     with a message naming what and where: main prints them without a traceback."""
     # pylint: disable=import-outside-toplevel
+    from bertjax.data.corpus import CorpusError
     from bertjax.data.prepare import DataConfigError
     from bertjax.data.tokenizer import TokenizerError
     from bertjax.param_names import ConvertError
     from bertjax.tasks.heads import EncoderMismatchError
     from bertjax.tasks.sources import DataError
-    return (ConfigError, DataConfigError, DataError, TokenizerError, ConvertError,
+    return (ConfigError, CorpusError, DataConfigError, DataError, TokenizerError, ConvertError,
             EncoderMismatchError, ckpt_lib.CheckpointMismatchError)
 
 
