@@ -285,11 +285,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     """
     workdir = os.path.abspath(workdir)
     validate(config, jax.device_count(), jax.process_count())
-    check_workdir(workdir, config.init_from)
     task_cls = tasks_base.get_task(config.task)
     task = task_cls(config)
     task.validate(config)
     best_lib.validate(config, task.eval_metric_names())  # now, not at the first evaluation
+    check_workdir(workdir, config.init_from)  # creates it: after every config check
     mesh = sharding.make_mesh(config.mesh)
     rules = sharding.rules(config.mesh)
     primary = jax.process_index() == 0
