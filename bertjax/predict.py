@@ -266,8 +266,7 @@ class Output:
         """Writes rows, one JSON line each, to the path; OSError if that fails (then nothing
         at the path has changed, unless it is written in place)."""
         try:
-            for row in rows:
-                self.file.write(json.dumps(row, ensure_ascii=False) + "\n")
+            _write_rows(self.file, rows)
             self.file.close()
             if not self.in_place:
                 # mkstemp's file is private (0600): give it the mode `open` would have.
@@ -294,9 +293,14 @@ def _save_elsewhere(rows: list[dict]) -> str:
     --output could not be written after they were computed."""
     fd, path = tempfile.mkstemp(prefix="bertjax_predictions_", suffix=".jsonl")
     with os.fdopen(fd, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        _write_rows(f, rows)
     return path
+
+
+def _write_rows(f, rows: list[dict]) -> None:
+    """One JSON line per prediction, in order."""
+    for row in rows:
+        f.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

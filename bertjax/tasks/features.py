@@ -111,14 +111,12 @@ def encode_tagging(tok: tokenizers.Tokenizer, examples: Sequence[Example],
 
 
 def encode_tagging_windows(tok: tokenizers.Tokenizer, examples: Sequence[Example],
-                           max_seq_length: int, stride: int | None = None
-                           ) -> dict[str, np.ndarray]:
+                           max_seq_length: int) -> dict[str, np.ndarray]:
     """Word lists -> one feature row per window of S-2 WordPieces, for prediction: unlike
     `encode_tagging`, nothing is cut, so every word that has a piece is seen by the model.
 
     A text that fits is one window (the row encode_tagging makes). A longer one is split as
-    SQuAD's contexts are: windows of S-2 pieces starting `stride` pieces apart (default half a
-    window), and each word is read from the window where its first piece has the most context
+    SQuAD's contexts are: windows of S-2 pieces starting half a window apart, and each word is read from the window where its first piece has the most context
     (`_max_context_owner`). Returns input_ids, token_type_ids, attention_mask and word_index
     [W, S] (the word number on the first pieces a window owns, else -1), example_index [W].
     A word with no piece (only characters the tokenizer drops) is in no window.
@@ -127,9 +125,7 @@ def encode_tagging_windows(tok: tokenizers.Tokenizer, examples: Sequence[Example
     room = s - 2
     if room < 1:
         raise DataError(f"max_seq_length={s} leaves no room for a word after [CLS] and [SEP]")
-    stride = max(1, room // 2) if stride is None else stride
-    if not 1 <= stride <= room:
-        raise ValueError(f"tagging window stride {stride} must be in 1..{room} (max_seq_length-2)")
+    stride = max(1, room // 2)
     cls_id, sep_id, pad_id = _special(tok, "[CLS]"), _special(tok, "[SEP]"), _pad_id(tok)
     encodings = tok.encode_batch([e.text for e in examples], is_pretokenized=True,
                                  add_special_tokens=False) if examples else []

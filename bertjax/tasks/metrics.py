@@ -123,6 +123,9 @@ def squad_f1(gold: str, pred: str, *, version_2: bool) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+SQUAD_BREAKDOWN = ("has_ans", "no_ans")  # squad_scores' v2.0 breakdowns
+
+
 def squad_scores(golds: dict[str, Sequence[str]], preds: dict[str, str], *,
                  version_2: bool) -> dict[str, float]:
     """golds: id -> gold answer texts; preds: id -> predicted text.
@@ -154,14 +157,11 @@ def squad_scores(golds: dict[str, Sequence[str]], preds: dict[str, str], *,
             per[key][1].append(f)
     out = {"exact_match": float(np.mean(per["all"][0])) if per["all"][0] else 0.0,
            "f1": float(np.mean(per["all"][1])) if per["all"][1] else 0.0}
-    if "has_ans" in per and "no_ans" in per:
+    if all(kind in per for kind in SQUAD_BREAKDOWN):
         for kind in SQUAD_BREAKDOWN:
             out[f"{kind}_exact_match"] = float(np.mean(per[kind][0]))
             out[f"{kind}_f1"] = float(np.mean(per[kind][1]))
     return out
-
-
-SQUAD_BREAKDOWN = ("has_ans", "no_ans")
 
 
 def squad_score_names(version_2: bool) -> frozenset[str]:

@@ -140,13 +140,20 @@ def _label_value(value: Any, what: str) -> str:
     return label_string(value)
 
 
+def _listed(value: Any, column: str, what: str) -> list:
+    """A tagging row's words or tags in `column`: a list, or one string split at spaces; else
+    KeyError naming the column and the type found."""
+    if isinstance(value, str):
+        return value.split()
+    if not isinstance(value, list):
+        raise KeyError(f"{column!r} must be a list of {what}, not {_type_name(value)}")
+    return value
+
+
 def tag_names(value: Any, column: str) -> list[str]:
     """A tagging row's tags in `column` (a list, or one string split at spaces) -> tag names, or
     KeyError with the reason: not a list, or a tag that is not a string or number or is blank."""
-    if isinstance(value, str):
-        value = value.split()
-    if not isinstance(value, list):
-        raise KeyError(f"{column!r} must be a list of tags, not {_type_name(value)}")
+    value = _listed(value, column, "tags")
     names = [_label_value(tag, f"tag {k} in {column!r}") for k, tag in enumerate(value)]
     if "" in names:
         raise KeyError(f"tag {names.index('')} in {column!r} is blank")
@@ -273,10 +280,7 @@ def text_examples(rows: Iterable[Row], *, kind: str, text_column: str,
 def _words(value: Any, column: str) -> list[str]:
     """A tagging row's words in `column` (a list, or one string split at spaces), or KeyError with
     the reason: not a list, no words, or a word that is not a string or is blank."""
-    if isinstance(value, str):
-        value = value.split()
-    if not isinstance(value, list):
-        raise KeyError(f"{column!r} must be a list of words, not {_type_name(value)}")
+    value = _listed(value, column, "words")
     if not value:
         raise KeyError(f"no words in {column!r}")
     for k, word in enumerate(value):
