@@ -295,25 +295,25 @@ def restore_params(workdir: str, step: int | None = None
     require_checkpoint(workdir)
     run = _load_run_config(workdir)
     directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
-    manager = ocp.CheckpointManager(directory,
-                                    item_handlers={"state": ocp.PyTreeCheckpointHandler()},
-                                    options=ocp.CheckpointManagerOptions(read_only=True))
-    try:
-        step = manager.latest_step() if step is None else step
-        if step is None:
-            raise FileNotFoundError(f"no checkpoint in {directory}")
-        if step not in manager.all_steps():
-            raise FileNotFoundError(
-                f"no checkpoint for step {step} in {directory} (have {manager.all_steps()})")
-        meta = manager.item_metadata(step)["state"]
+    steps = sorted(ocp.utils.checkpoint_steps(directory))  # finalized steps, as the manager's
+    step = steps[-1] if step is None and steps else step
+    if step is None:
+        raise FileNotFoundError(f"no checkpoint in {directory}")
+    if step not in steps:
+        raise FileNotFoundError(f"no checkpoint for step {step} in {directory} (have {steps})")
+    # A Checkpointer on the one step directory, told what both saved items are, reads "state"
+    # only and logs nothing: a read-only CheckpointManager warned thrice that it is read-only,
+    # and twice that the "data" item (the iterator position) "could not be restored".
+    with ocp.Checkpointer(ocp.CompositeCheckpointHandler(
+            state=ocp.PyTreeCheckpointHandler(), data=grain_ckpt.CheckpointHandler())) as reader:
+        step_dir = os.path.join(directory, str(step))
+        meta = reader.metadata(step_dir).item_metadata["state"]
         param_meta = getattr(meta, "tree", meta)["params"]
         item = {"params": jax.tree.map(lambda m: 0, param_meta)}
         restore_args = {"params": jax.tree.map(
             lambda m: ocp.RestoreArgs(restore_type=np.ndarray), param_meta)}
-        restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+        restored = reader.restore(step_dir, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
             item=item, restore_args=restore_args, partial_restore=True)))
-    finally:
-        manager.close()
     params = model_lib.canonical_params(restored["state"]["params"])
     model_cfg = ml_collections.ConfigDict(run["model"])
     extra = {"task": run.get("task"), "step": int(step), "config": run,

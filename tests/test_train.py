@@ -1,6 +1,7 @@
 """End to end on a tiny config: train, checkpoint, resume, evaluate, metrics.jsonl; guards."""
 
 import json
+import logging
 import os
 import re
 import subprocess
@@ -93,6 +94,17 @@ def test_restore_params_and_resume_continue(run, corpus):
     purges = [e.step for e in _events(os.path.join(workdir, "tensorboard"))
               if e.HasField("session_log") and e.session_log.status == e.session_log.START]
     assert purges == [1, 7]  # the first attempt (from scratch) and the resume at step 6
+
+
+def test_loading_a_run_logs_no_orbax_warning(run, caplog):
+    """pretrained.load of a workdir reads the "state" item only; Orbax used to warn twice that
+    the "data" item (the iterator position) "could not be restored", and thrice about a
+    read-only manager, none of it the user's concern."""
+    from bertjax import pretrained
+    with caplog.at_level(logging.WARNING):
+        bert = pretrained.load(run[0], use="latest")
+    assert bert.extra["step"] >= 6
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 def _events(directory):
