@@ -268,6 +268,28 @@ def test_trained_tokenizer_is_cached(corpus_dir, tmp_path, caplog):
     assert again.tokenizer_dir == data.tokenizer_dir
 
 
+@pytest.mark.parametrize("interrupted", ["vocabulary", "shards"])
+def test_an_interrupted_preparation_leaves_no_temporary_directory(corpus_dir, tmp_path,
+                                                                   monkeypatch, interrupted):
+    """Ctrl-C while `prepare` trains the vocabulary (.tmp-tok-*) or writes the shards
+    (.tmp-shards-*): the exception goes on, the half-built directory is gone."""
+    from bertjax.data import examples
+    from bertjax.data import tokenizer as tokenizer_lib
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+    if interrupted == "vocabulary":
+        monkeypatch.setattr(tokenizer_lib, "train_wordpiece", interrupt)
+    else:
+        monkeypatch.setattr(examples, "shard_examples", interrupt)
+    cfg = _cfg(corpus_dir, tmp_path, tokenizer="", vocab_size=120)
+    with pytest.raises(KeyboardInterrupt):
+        prepare.prepare(cfg)
+    left = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert not [name for name in left if name.startswith(".tmp-")], left
+    assert len(left) == (0 if interrupted == "vocabulary" else 1)  # the published vocabulary
+
+
 def test_prepare_command_reads_a_config_variant_like_train(corpus_dir, tmp_path, capsys):
     """`--config FILE.py:VARIANT` is get_config(VARIANT), as in `python -m bertjax.train`."""
     from bertjax.data import __main__ as data_main

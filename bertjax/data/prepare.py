@@ -18,6 +18,7 @@ depend on any seed, and eval documents never reach a training shard.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -94,6 +95,18 @@ def _key(obj) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
+@contextlib.contextmanager
+def _staging(root: str, prefix: str):
+    """A new temporary directory under root to build a cache entry in; removed if the block ends
+    by any exception, KeyboardInterrupt included, so an interrupted preparation leaves nothing."""
+    tmp = tempfile.mkdtemp(dir=root, prefix=prefix)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def _publish(tmp: str, final: str) -> None:
     """Renames tmp into place; if another process got there first, keeps theirs."""
     try:
@@ -126,9 +139,9 @@ def resolve_tokenizer(cfg: ml_collections.ConfigDict, root: str,
                 f"{', '.join(tokenizer_lib.SPECIAL_TOKENS)})")
         out = os.path.join(root, f"tokenizer-{_key(tok.to_str())}")
         if not os.path.isdir(out):
-            tmp = tempfile.mkdtemp(dir=root, prefix=".tmp-tok-")
-            tokenizer_lib.save_tokenizer(tok, tmp)
-            _publish(tmp, out)
+            with _staging(root, ".tmp-tok-") as tmp:
+                tokenizer_lib.save_tokenizer(tok, tmp)
+                _publish(tmp, out)
         return tok, out
     corpus = corpus or open_corpus(cfg)
     out = os.path.join(root, "tokenizer-" + _key(
@@ -138,9 +151,9 @@ def resolve_tokenizer(cfg: ml_collections.ConfigDict, root: str,
         log.info("reusing trained vocabulary at %s", out)
         return tokenizer_lib.load_tokenizer(out), out
     log.info("training a %d-piece WordPiece vocabulary on %s", cfg.vocab_size, corpus.identity)
-    tmp = tempfile.mkdtemp(dir=root, prefix=".tmp-tok-")
-    tokenizer_lib.train_wordpiece(corpus.texts, cfg.vocab_size, cfg.lowercase, tmp)
-    _publish(tmp, out)
+    with _staging(root, ".tmp-tok-") as tmp:
+        tokenizer_lib.train_wordpiece(corpus.texts, cfg.vocab_size, cfg.lowercase, tmp)
+        _publish(tmp, out)
     return tokenizer_lib.load_tokenizer(out), out
 
 
@@ -221,7 +234,21 @@ def prepare(cfg: ml_collections.ConfigDict, workdir: str | None = None) -> Prepa
         return _load(final, tok, tok_dir)
 
     t0 = time.time()
-    tmp = tempfile.mkdtemp(dir=root, prefix=".tmp-shards-")
+    with _staging(root, ".tmp-shards-") as tmp:
+        meta = _write_shards(cfg, corpus, tok, tmp, key, t0)
+        with open(os.path.join(tmp, "meta.json"), "w") as f:
+            json.dump(meta, f, indent=2)
+        _publish(tmp, final)
+    log.info("prepared %d train / %d eval examples from %d documents in %.1f s at %s",
+             meta["num_train"], meta["num_eval"], meta["stats"]["documents"], meta["seconds"],
+             final)
+    return _load(final, tok, tok_dir)
+
+
+def _write_shards(cfg: ml_collections.ConfigDict, corpus: corpus_lib.Corpus,
+                  tok: tokenizers.Tokenizer, out: str, key: str, t0: float) -> dict:
+    """Writes the corpus's example shards into `out` (cache key `key`, started at time t0);
+    returns their meta.json. Raises DataConfigError when the corpus gives no training example."""
     work = tokenizers.Tokenizer.from_str(tok.to_str())
     work.encode_special_tokens = True  # "[MASK]" written in the corpus is text, not a special token
     specials = examples.Specials.of(tok)
@@ -230,7 +257,7 @@ def prepare(cfg: ml_collections.ConfigDict, workdir: str | None = None) -> Prepa
     make = dict(seed=cfg.seed, dupe_factor=cfg.dupe_factor, max_seq_length=cfg.max_seq_length,
                 short_seq_prob=cfg.short_seq_prob, next_sentence=cfg.next_sentence,
                 packing=cfg.packing, specials=specials, counts=stats)
-    writers = {"train": _ShardWriter(tmp, "train"), "eval": _ShardWriter(tmp, "eval")}
+    writers = {"train": _ShardWriter(out, "train"), "eval": _ShardWriter(out, "eval")}
     pending: dict[str, tuple[list, list]] = {"train": ([], []), "eval": ([], [])}
 
     def flush(split: str) -> None:
@@ -250,7 +277,6 @@ def prepare(cfg: ml_collections.ConfigDict, workdir: str | None = None) -> Prepa
     flush("train")
     flush("eval")
     if not writers["train"].count:
-        shutil.rmtree(tmp, ignore_errors=True)
         held = (f", {stats['eval_documents']} of them held out for evaluation by "
                 f"config.data.eval_fraction={cfg.eval_fraction}" if stats["eval_documents"]
                 else "")
@@ -270,12 +296,7 @@ def prepare(cfg: ml_collections.ConfigDict, workdir: str | None = None) -> Prepa
             split: round(w.random_next / w.count, 4) if w.count else None
             for split, w in writers.items()}
         _report_nsp_balance(meta["nsp_random_fraction"]["train"])
-    with open(os.path.join(tmp, "meta.json"), "w") as f:
-        json.dump(meta, f, indent=2)
-    _publish(tmp, final)
-    log.info("prepared %d train / %d eval examples from %d documents in %.1f s at %s",
-             meta["num_train"], meta["num_eval"], stats["documents"], meta["seconds"], final)
-    return _load(final, tok, tok_dir)
+    return meta
 
 
 # Google's NSP rule trims the last sentence of a chunk that overshoots the room: a few percent of
