@@ -126,6 +126,21 @@ def test_tfds_source_through_mock_data():
     got = [" ".join(d) for d in docs]
     assert len(docs) + c.skipped.counts["empty_document"] == 7
     assert got == [" ".join(corpus.split_sentences(t)) for t in expected if t.strip()]
+
+
+def test_a_tfds_feature_the_dataset_lacks_is_named_with_the_features_it_has(tmp_path, capsys):
+    """Refused when the corpus is opened, before a vocabulary is trained, naming the dataset,
+    the feature and those it has; the data command prints it without a traceback."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from bertjax.data import __main__ as data_main
+    message = (r"config.data.corpus='tfds:mnist:nosuchfeature': the TFDS dataset mnist "
+               r"\(split train\) has no feature 'nosuchfeature'; its features: image, label")
     with tfds.testing.mock_data(num_examples=2):
-        with pytest.raises(KeyError, match="no feature 'body'"):
-            list(corpus.open_corpus("tfds:lm1b:body").documents())
+        with pytest.raises(corpus.CorpusError, match=message):
+            corpus.open_corpus("tfds:mnist:nosuchfeature")
+        with pytest.raises(SystemExit):
+            data_main.main(["prepare", "--corpus", "tfds:mnist:nosuchfeature",
+                            "--cache-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert "--corpus tfds:mnist:nosuchfeature: the TFDS dataset mnist" in err
+    assert "Traceback" not in err and not list(tmp_path.iterdir())

@@ -13,7 +13,7 @@ from bertjax import config as config_lib
 from bertjax import convert, glue
 from bertjax import model as model_lib
 from bertjax.data import tokenizer as tokenizer_lib
-from bertjax.tasks import base
+from bertjax.tasks import base, readers
 from configs import glue as glue_config
 from test_finetune_classify import VOCAB, write_vocab
 
@@ -61,6 +61,22 @@ def test_every_glue_config_reads_mock_data(tmp_path):
     assert tuple(mnli.extra_eval_splits) == ("validation_mismatched",)
     with pytest.raises(ValueError, match="unknown GLUE task 'mnlii'"):
         glue_config.get_config("task=mnlii")
+
+
+@pytest.mark.parametrize("field", ["text_column", "text_pair_column", "label_column"])
+def test_a_column_the_tfds_dataset_lacks_is_named_with_its_features(tmp_path, field):
+    """Before any row is read: the dataset, the feature, the config field and the features the
+    dataset has (it was a "missing field" error on the first row, suggesting to skip bad rows)."""
+    vocab = write_vocab(tmp_path)
+    with tfds.testing.mock_data(num_examples=3):
+        cfg = glue.task_config("mrpc", "", [("data.tokenizer", vocab), ("data.max_seq_length", "16"),
+                                            (f"data.{field}", "nosuch")])
+        task = base.get_task(cfg.task)(cfg)
+        task.validate(cfg)
+        with pytest.raises(readers.DataError, match=(
+                rf"tfds:glue/mrpc\[train\] has no feature 'nosuch' \(config.data.{field}\); its "
+                r"features: idx, label, sentence1, sentence2")):
+            task.data(cfg, None, 0, 1)
 
 
 def test_table_follows_the_glue_score_convention():

@@ -257,6 +257,18 @@ class TfdsCorpus(Corpus):
         # The name as given: pin a version in the spec (NAME:1.0.0) to tie the cache to it.
         self.identity = (f"tfds:{name}:{feature}:{split}:n={len(self._data())}"
                          + _lines_tag(split_lines))
+        self._check_feature()
+
+    def _check_feature(self) -> None:
+        """CorpusError unless the records have the feature: found when the corpus is opened,
+        not after a vocabulary was trained on nothing or in the middle of a preparation."""
+        data = self._data()
+        features = sorted(data[0]) if len(data) else []
+        if features and self.feature not in features:
+            raise CorpusError(
+                f"the TFDS dataset {self.name} (split {self.split}) has no feature "
+                f"{self.feature!r}; its features: {', '.join(features)}. Name one of them: "
+                "tfds:NAME[:VERSION]:FEATURE[:SPLIT]")
 
     def _data(self):
         if self._source is None:
@@ -274,10 +286,7 @@ class TfdsCorpus(Corpus):
         for i in range(len(data)):
             record = data[i]
             where = f"{self.name}[{self.split}][{i}]"
-            if self.feature not in record:
-                raise KeyError(f"config.data.corpus: {where} has no feature {self.feature!r}; "
-                               f"it has {sorted(record)}")
-            text = record[self.feature]
+            text = record[self.feature]  # every record has the features of the first
             if isinstance(text, bytes):
                 try:
                     text = text.decode("utf-8")
@@ -419,5 +428,9 @@ def open_corpus(spec: str, max_line_bytes: int = 1_000_000, split_lines: bool = 
                              "reflowed): leave it True")
         return BuiltinCorpus()
     if spec.startswith("tfds:"):
-        return TfdsCorpus(*parse_tfds_spec(spec), split_lines=split_lines)
+        name, feature, split = parse_tfds_spec(spec)
+        try:
+            return TfdsCorpus(name, feature, split, split_lines=split_lines)
+        except CorpusError as e:
+            raise CorpusError(f"config.data.corpus={spec!r}: {e}") from None
     return FileCorpus(spec, max_line_bytes, split_lines)

@@ -64,7 +64,7 @@ class ClassificationTask(finetune_data.LabelNames, base.Task):
             if names:
                 return [str(i) for i in range(len(names))]  # TFDS stores class ids
         found = []
-        for row in self._train_rows("label set"):
+        for row in self._train_rows("label set", ("label_column",)):
             value = row.fields.get(data.label_column)
             if value is None:
                 continue  # reported as a bad row when the examples are read
@@ -158,7 +158,8 @@ class ClassificationTask(finetune_data.LabelNames, base.Task):
 
     def read_examples(self, split: str, with_labels: bool = True) -> list[readers.Example] | None:
         data = self.config.data
-        rows = finetune_data.split_rows(data, split)
+        columns = ("text_column", "text_pair_column") + (("label_column",) if with_labels else ())
+        rows = finetune_data.split_rows(data, split, columns)
         if rows is None:
             return None
         return readers.text_examples(

@@ -144,13 +144,19 @@ def uses_tfds(data_cfg: ml_collections.ConfigDict) -> bool:
     return bool(data_cfg.tfds_name) and not files
 
 
-def split_rows(data_cfg: ml_collections.ConfigDict, split: str) -> Iterator[readers.Row] | None:
-    """Rows of split "train" | "validation" | "test", or None when it is not configured."""
+def split_rows(data_cfg: ml_collections.ConfigDict, split: str,
+               columns: tuple[str, ...] = ()) -> Iterator[readers.Row] | None:
+    """Rows of split "train" | "validation" | "test", or None when it is not configured.
+
+    columns: the config.data fields naming a column every row needs ("text_column", ...; an
+    empty field is skipped): a TFDS dataset without one is a DataError before any row is read
+    (a file's rows are checked one by one, as a row may be bad)."""
     if uses_tfds(data_cfg):
         name = data_cfg[f"{split}_split"]
         if not name:
             return None
-        return readers.read_tfds(data_cfg.tfds_name, name, data_cfg.tfds_data_dir or None)
+        needed = {f"config.data.{field}": data_cfg[field] for field in columns if data_cfg[field]}
+        return readers.read_tfds(data_cfg.tfds_name, name, data_cfg.tfds_data_dir or None, needed)
     path = data_cfg[split]
     return readers.read_rows(path) if path else None
 
@@ -205,8 +211,8 @@ class LabelNames:
     def _labels_in_train(self) -> list[str]:
         raise NotImplementedError
 
-    def _train_rows(self, what: str) -> Iterator[readers.Row]:
-        rows = split_rows(self.config.data, "train")
+    def _train_rows(self, what: str, columns: tuple[str, ...] = ()) -> Iterator[readers.Row]:
+        rows = split_rows(self.config.data, "train", columns)
         if rows is None:
             raise ConfigError(f"config.data.train (or tfds_name) is needed to find the {what}, "
                               "or give config.data.labels")

@@ -238,10 +238,21 @@ def _decode(value: Any) -> Any:
     return value
 
 
-def read_tfds(name: str, split: str, data_dir: str | None = None) -> Iterator[Row]:
-    """Rows of a TFDS dataset (e.g. "glue/sst2", "squad/v2.0"); bytes decoded to str."""
+def read_tfds(name: str, split: str, data_dir: str | None = None,
+              columns: dict[str, str] | None = None) -> Iterator[Row]:
+    """Rows of a TFDS dataset (e.g. "glue/sst2", "squad/v2.0"); bytes decoded to str.
+
+    columns: {what names a column (e.g. "config.data.text_column"): the column} that every row
+    needs; a column that is no feature of the dataset is a DataError naming it, what named it and
+    the dataset's features, before any row is read (rather than a "missing field" on each row).
+    """
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
     ds = tfds.load(name, split=split, data_dir=data_dir, shuffle_files=False, download=False)
+    features = sorted(ds.element_spec)
+    for what, column in (columns or {}).items():
+        if column not in features:
+            raise DataError(f"tfds:{name}[{split}] has no feature {column!r} ({what}); its "
+                            f"features: {', '.join(features)}")
     for index, record in enumerate(tfds.as_numpy(ds)):
         yield Row(f"tfds:{name}[{split}]#{index}", _decode(dict(record)))
 

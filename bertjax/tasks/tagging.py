@@ -44,7 +44,7 @@ class TaggingTask(finetune_data.LabelNames, base.Task):
     def _labels_in_train(self) -> list[str]:
         data = self.config.data
         found = set()
-        for row in self._train_rows("tag set"):
+        for row in self._train_rows("tag set", ("label_column",)):
             try:
                 found.update(readers.tag_names(row.fields.get(data.label_column), data.label_column))
             except KeyError:
@@ -127,7 +127,8 @@ class TaggingTask(finetune_data.LabelNames, base.Task):
 
     def read_examples(self, split: str, with_labels: bool = True):
         data = self.config.data
-        rows = finetune_data.split_rows(data, split)
+        columns = ("text_column",) + (("label_column",) if with_labels else ())
+        rows = finetune_data.split_rows(data, split, columns)
         if rows is None:
             return None
         return readers.tagging_examples(
