@@ -308,6 +308,21 @@ def test_prepare_command_reads_a_config_variant_like_train(corpus_dir, tmp_path,
     assert data_main.load_config_file("configs/bert_tiny.py").data.max_seq_length == 128
 
 
+def test_prepare_command_refuses_a_vocabulary_larger_than_the_configs_model(corpus_dir, tmp_path,
+                                                                             capsys):
+    """With --config, the model's vocab_size is known: a larger vocabulary is refused before
+    anything is prepared."""
+    from bertjax.data import __main__ as data_main
+    with pytest.raises(SystemExit) as exit_info:
+        data_main.main(["prepare", "--config", "configs/bert_tiny.py:smoke", "--workdir",
+                        str(tmp_path / "w"), "--corpus", str(corpus_dir / "part*.txt"),
+                        "--set", "vocab_size=600"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "config.data.vocab_size=600" in err and "config.model.vocab_size=512" in err, err
+    assert not (tmp_path / "w" / "data").exists() or not list((tmp_path / "w" / "data").iterdir())
+
+
 def test_prepare_command_reports_a_corpus_that_matches_nothing_without_a_traceback(tmp_path,
                                                                                      capsys):
     from bertjax.data import __main__ as data_main
@@ -343,8 +358,10 @@ def test_prepare_set_reads_values_as_the_field_type_and_names_the_flag_on_a_mism
     from bertjax.data import __main__ as data_main
 
     def data_config(*items):
-        return data_main._data_config(argparse.Namespace(
+        cfg, model_vocab_size = data_main._data_config(argparse.Namespace(
             config=None, corpus=None, tokenizer=None, cache_dir=None, set=list(items)))
+        assert model_vocab_size is None  # no --config, no model
+        return cfg
     cfg = data_config("next_sentence=False", "packing=true", "max_seq_length=64",
                       "eval_fraction=0.5", "masked_lm_prob=1", "corpus=a b*.txt")
     assert (cfg.next_sentence, cfg.packing, cfg.max_seq_length) == (False, True, 64)

@@ -217,6 +217,29 @@ def test_config_errors_name_the_field(corpus, tmp_path, field, value, message):
     assert not os.path.exists(os.path.join(tmp_path, "checkpoints"))  # failed before any work
 
 
+@pytest.mark.parametrize("given", [True, False])
+def test_a_vocabulary_larger_than_the_model_is_refused_before_the_corpus_is_prepared(
+        run, corpus, tmp_path, given):
+    """A given tokenizer of 128 ids, or a vocabulary of config.data.vocab_size=128 to train, for
+    a model of 64 embedding rows: refused naming both numbers and the field before the corpus
+    is tokenized into shards (and before a vocabulary is trained on it)."""
+    from bertjax.data import prepare
+    config = _tiny.tiny_config(corpus[0], str(tmp_path / "cache"))
+    config.model.vocab_size = 64
+    if given:
+        config.data.tokenizer = os.path.join(run[0], "tokenizer")
+        message = (r"config.data.tokenizer=.* has 128 ids but config.model.vocab_size=64.*"
+                   r"set config.model.vocab_size >= 128")
+    else:
+        message = (r"config.data.vocab_size=128 \(the vocabulary to train\) exceeds "
+                   r"config.model.vocab_size=64")
+    with pytest.raises(prepare.DataConfigError, match=message):
+        train.train_and_evaluate(config, str(tmp_path / "w"))
+    made = os.listdir(tmp_path / "cache") if os.path.isdir(tmp_path / "cache") else []
+    assert not [name for name in made if name.startswith(("shards-", ".tmp-"))], made
+    assert given or not made  # no vocabulary trained either
+
+
 def test_no_held_out_examples_fails_before_training_unless_eval_is_off(corpus, tmp_path):
     from bertjax.data import prepare
     config = _tiny.tiny_config(*corpus, num_train_steps=2, checkpoint_every_steps=1)

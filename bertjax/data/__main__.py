@@ -55,9 +55,14 @@ def load_config_file(spec: str) -> "config_lib.ml_collections.ConfigDict":
     return cfg
 
 
-def _data_config(args) -> "config_lib.ml_collections.ConfigDict":
+def _data_config(args) -> tuple["config_lib.ml_collections.ConfigDict", int | None]:
+    """(config.data with the flags applied, config.model.vocab_size of a --config that has a
+    model, else None)."""
+    model_vocab_size = None
     if args.config:
         cfg = load_config_file(args.config)
+        if "model" in cfg and "vocab_size" in cfg.model:
+            model_vocab_size = cfg.model.vocab_size
         cfg = cfg.data if "data" in cfg else cfg
     else:
         cfg = config_lib.data()
@@ -76,7 +81,7 @@ def _data_config(args) -> "config_lib.ml_collections.ConfigDict":
             cfg[field] = value
         except (TypeError, ValueError) as e:  # ml_collections refuses another type
             raise prepare_lib.DataConfigError(f"--set {item}: {e}") from None
-    return cfg
+    return cfg, model_vocab_size
 
 
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
@@ -203,8 +208,8 @@ def _run(args) -> None:
         tok = tokenizer_lib.train_wordpiece(corpus.texts, args.vocab_size, not args.cased, args.out)
         print(f"wrote {tok.get_vocab_size()} tokens to {args.out}/vocab.txt")
         return
-    cfg = _data_config(args)
-    prepared = prepare_lib.prepare(cfg, args.workdir)
+    cfg, model_vocab_size = _data_config(args)
+    prepared = prepare_lib.prepare(cfg, args.workdir, model_vocab_size)
     summary = {k: prepared.meta[k] for k in ("num_train", "num_eval", "stats", "skipped", "seconds")}
     print(json.dumps({"shards": prepared.directory, "tokenizer": prepared.tokenizer_dir, **summary},
                      indent=2))

@@ -267,9 +267,11 @@ class PretrainingData:
 
 
 def make_pretraining_data(data_cfg: ml_collections.ConfigDict, *, seed: int, global_batch_size: int,
-                          workdir: str | None, process_index: int = 0,
-                          process_count: int = 1) -> PretrainingData:
-    """Prepares (or reuses) the shards for data_cfg and returns this process's PretrainingData."""
-    prepared = prepare_lib.prepare(data_cfg, workdir)
+                          workdir: str | None, process_index: int = 0, process_count: int = 1,
+                          model_vocab_size: int | None = None) -> PretrainingData:
+    """Prepares (or reuses) the shards for data_cfg and returns this process's PretrainingData.
+
+    model_vocab_size: config.model.vocab_size, checked against the vocabulary before preparing."""
+    prepared = prepare_lib.prepare(data_cfg, workdir, model_vocab_size)
     return PretrainingData(data_cfg, prepared, seed=seed, global_batch_size=global_batch_size,
                            process_index=process_index, process_count=process_count)

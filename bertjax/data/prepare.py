@@ -117,11 +117,24 @@ def _publish(tmp: str, final: str) -> None:
             raise
 
 
+def check_fits_model(tok: tokenizers.Tokenizer, model_vocab_size: int | None, what: str) -> None:
+    """DataConfigError unless the model's embedding table (config.model.vocab_size rows, when
+    known) has a row for every id of `tok` (`what`: where the tokenizer came from)."""
+    ids = tokenizer_lib.num_ids(tok)
+    if model_vocab_size is not None and ids > model_vocab_size:
+        raise DataConfigError(
+            f"{what} has {ids} ids but config.model.vocab_size={model_vocab_size} (the model's "
+            f"embedding rows): set config.model.vocab_size >= {ids}, or use a smaller vocabulary")
+
+
 def resolve_tokenizer(cfg: ml_collections.ConfigDict, root: str,
-                      corpus: corpus_lib.Corpus | None = None) -> tuple[tokenizers.Tokenizer, str]:
+                      corpus: corpus_lib.Corpus | None = None,
+                      model_vocab_size: int | None = None) -> tuple[tokenizers.Tokenizer, str]:
     """config.data.tokenizer (a path) or a vocab trained on the corpus -> (tokenizer, its directory).
 
     A given tokenizer keeps its own casing (data.lowercase is only used for training one).
+    model_vocab_size: config.model.vocab_size when known; a vocabulary with more ids is refused
+    (one to train with config.data.vocab_size above it, before it is trained).
     """
     os.makedirs(root, exist_ok=True)
     if cfg.tokenizer:
@@ -137,24 +150,33 @@ def resolve_tokenizer(cfg: ml_collections.ConfigDict, root: str,
                 f"config.data.tokenizer={cfg.tokenizer!r}: the vocabulary in {where} lacks the "
                 f"special tokens {', '.join(missing)} that pretraining needs (BERT's are "
                 f"{', '.join(tokenizer_lib.SPECIAL_TOKENS)})")
+        check_fits_model(tok, model_vocab_size, f"config.data.tokenizer={cfg.tokenizer!r}")
         out = os.path.join(root, f"tokenizer-{_key(tok.to_str())}")
         if not os.path.isdir(out):
             with _staging(root, ".tmp-tok-") as tmp:
                 tokenizer_lib.save_tokenizer(tok, tmp)
                 _publish(tmp, out)
         return tok, out
+    if model_vocab_size is not None and cfg.vocab_size > model_vocab_size:
+        raise DataConfigError(
+            f"config.data.vocab_size={cfg.vocab_size} (the vocabulary to train) exceeds "
+            f"config.model.vocab_size={model_vocab_size} (the model's embedding rows): make them "
+            "equal, or give a tokenizer (config.data.tokenizer)")
     corpus = corpus or open_corpus(cfg)
     out = os.path.join(root, "tokenizer-" + _key(
         {"v": FORMAT_VERSION, "corpus": corpus.words_identity, "vocab_size": cfg.vocab_size,
          "lowercase": cfg.lowercase}))
     if os.path.isdir(out):
         log.info("reusing trained vocabulary at %s", out)
-        return tokenizer_lib.load_tokenizer(out), out
-    log.info("training a %d-piece WordPiece vocabulary on %s", cfg.vocab_size, corpus.identity)
-    with _staging(root, ".tmp-tok-") as tmp:
-        tokenizer_lib.train_wordpiece(corpus.texts, cfg.vocab_size, cfg.lowercase, tmp)
-        _publish(tmp, out)
-    return tokenizer_lib.load_tokenizer(out), out
+    else:
+        log.info("training a %d-piece WordPiece vocabulary on %s", cfg.vocab_size, corpus.identity)
+        with _staging(root, ".tmp-tok-") as tmp:
+            tokenizer_lib.train_wordpiece(corpus.texts, cfg.vocab_size, cfg.lowercase, tmp)
+            _publish(tmp, out)
+    tok = tokenizer_lib.load_tokenizer(out)
+    # The trainer keeps the corpus's whole alphabet, which may take it past data.vocab_size.
+    check_fits_model(tok, model_vocab_size, f"the vocabulary trained on the corpus ({out})")
+    return tok, out
 
 
 @dataclasses.dataclass
@@ -220,12 +242,16 @@ def _tokenize_docs(tok: tokenizers.Tokenizer, docs: list[list[str]], specials: e
     return out, kept
 
 
-def prepare(cfg: ml_collections.ConfigDict, workdir: str | None = None) -> Prepared:
-    """Tokenizes the corpus once and writes example shards (or reuses a matching cache)."""
+def prepare(cfg: ml_collections.ConfigDict, workdir: str | None = None,
+            model_vocab_size: int | None = None) -> Prepared:
+    """Tokenizes the corpus once and writes example shards (or reuses a matching cache).
+
+    model_vocab_size: config.model.vocab_size when known; a vocabulary with more ids is refused
+    before the corpus is tokenized (see resolve_tokenizer)."""
     validate(cfg)
     root = cache_root(cfg, workdir)
     corpus = open_corpus(cfg)
-    tok, tok_dir = resolve_tokenizer(cfg, root, corpus)
+    tok, tok_dir = resolve_tokenizer(cfg, root, corpus, model_vocab_size)
     key = _key({"v": FORMAT_VERSION, "corpus": corpus.identity, "tokenizer": tok.to_str(),
                 **{f: cfg[f] for f in RECORD_FIELDS}})
     final = os.path.join(root, f"shards-{key}")

@@ -121,7 +121,8 @@ class PretrainingTask(base.Task):
         use_init_from_tokenizer(config)
         return pipeline.make_pretraining_data(
             config.data, seed=config.seed, global_batch_size=config.batch_size, workdir=workdir,
-            process_index=process_index, process_count=process_count)
+            process_index=process_index, process_count=process_count,
+            model_vocab_size=config.model.vocab_size)
 
     def validate(self, config: ml_collections.ConfigDict) -> None:
         if config.data.get("packing", False) and config.data.get("next_sentence", False):
