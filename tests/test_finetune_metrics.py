@@ -80,12 +80,18 @@ def test_squad_scores_by_version_when_the_gold_answer_normalises_to_nothing():
     golds, preds = {"q": ["The"]}, {"q": "a"}
     # v1.1: the gold "The" is an answer like any other: exact match (both normalise to ""), F1 0.
     assert metrics.squad_scores(golds, preds, version_2=False) == {"exact_match": 1.0, "f1": 0.0}
-    # v2.0: the question has no answer, and "a" is no answer.
-    assert metrics.squad_scores(golds, preds, version_2=True) == {"exact_match": 1.0, "f1": 1.0}
+    # v2.0: the question has no answer, and "a" is no answer. It had an answer text, so it is
+    # the has-answer breakdown's (evaluate-v2.0.py gives HasAns_* whenever such questions exist).
+    assert metrics.squad_scores(golds, preds, version_2=True) == {
+        "exact_match": 1.0, "f1": 1.0, "has_ans_exact_match": 1.0, "has_ans_f1": 1.0}
     # v2.0 drops a gold that normalises to nothing; v1.1 keeps it (and its exact match).
     golds = {"q": ["The", "Paris"]}
     assert metrics.squad_scores(golds, preds, version_2=False) == {"exact_match": 1.0, "f1": 0.0}
-    assert metrics.squad_scores(golds, preds, version_2=True) == {"exact_match": 0.0, "f1": 0.0}
+    assert metrics.squad_scores(golds, preds, version_2=True) == {
+        "exact_match": 0.0, "f1": 0.0, "has_ans_exact_match": 0.0, "has_ans_f1": 0.0}
+    # Unanswerable questions alone: the no-answer breakdown alone.
+    assert metrics.squad_scores({"q": []}, {"q": ""}, version_2=True) == {
+        "exact_match": 1.0, "f1": 1.0, "no_ans_exact_match": 1.0, "no_ans_f1": 1.0}
 
 
 def test_bio_entity_f1():

@@ -1,13 +1,17 @@
 """Span QA through the shared trainer on a tiny SQuAD-format file; decoding to answer text."""
 
 import json
+import os
 import re
 
 import numpy as np
+import pytest
 import transformers
 from transformers.data.metrics.squad_metrics import get_final_text
 
+from bertjax import checkpoint as ckpt_lib
 from bertjax import train
+from bertjax.model import ConfigError
 from bertjax.data import tokenizer as tokenizer_lib
 from bertjax.tasks import base, features, readers, squad_decode
 from configs import squad as squad_config
@@ -182,3 +186,48 @@ def test_eval_metric_names_follow_the_squad_version():
             continue
         with pytest.raises(ConfigError, match=r"config.eval_metric='has_ans_f1' is not among"):
             best.validate(cfg, names)
+
+
+def _v2_config(tmp_path, dev_answerable: bool, metric: str):
+    """SQuAD v2.0 on tiny files: train answerable, dev all answerable or all unanswerable."""
+    cfg = squad_config.get_config("v2")
+    tiny_model(cfg)
+    dev = squad_file(tmp_path / "dev.json", 3)
+    if not dev_answerable:
+        text = json.loads((tmp_path / "dev.json").read_text())
+        for qa in text["data"][0]["paragraphs"][0]["qas"]:
+            qa.update(answers=[], is_impossible=True)
+        (tmp_path / "dev.json").write_text(json.dumps(text))
+    cfg.data.update(tfds_name="", tokenizer=write_vocab(tmp_path), max_seq_length=16,
+                    train=squad_file(tmp_path / "train.json", 8), validation=dev)
+    cfg.squad.update(doc_stride=4, max_query_length=5)
+    cfg.update(batch_size=8, num_train_steps=2, eval_every_steps=1, progress_bar=False,
+               eval_metric=metric)
+    return cfg
+
+
+@pytest.mark.parametrize("metric,dev_answerable,kind", [
+    ("no_ans_f1", True, "unanswerable"), ("eval/no_ans_exact_match", True, "unanswerable"),
+    ("has_ans_f1", False, "answerable"), ("has_ans_exact_match", False, "answerable")])
+def test_a_v2_breakdown_metric_needs_dev_questions_of_its_kind(tmp_path, metric, dev_answerable,
+                                                                kind):
+    """Refused when the dev data is read, before any training step, naming the metric and the
+    kind of question the dev set lacks (it used to fail, or never update, at the first eval)."""
+    cfg = _v2_config(tmp_path, dev_answerable, metric)
+    with pytest.raises(ConfigError, match=(
+            rf"config.eval_metric='{metric}' scores the dev set's {kind} questions, but "
+            rf"config.data.validation='.*dev.json' has no {kind} question")):
+        train.train_and_evaluate(cfg, str(tmp_path / "run"))
+    # No training step was taken: no checkpoint, no metrics logged.
+    assert not ckpt_lib.has_checkpoint(str(tmp_path / "run"))
+    assert not os.path.exists(tmp_path / "run" / "metrics.jsonl")
+
+
+def test_a_v2_breakdown_is_logged_for_the_kind_the_dev_set_has(tmp_path):
+    """As evaluate-v2.0.py: HasAns scores with answerable questions alone (it was logged only
+    when the dev set had both kinds)."""
+    cfg = _v2_config(tmp_path, dev_answerable=True, metric="has_ans_f1")
+    summary = train.train_and_evaluate(cfg, str(tmp_path / "run"))
+    assert summary["best"]["metric"] == "eval/has_ans_f1"
+    assert summary["eval"]["eval/has_ans_f1"] == summary["eval"]["eval/f1"]
+    assert not any(k.startswith("eval/no_ans") for k in summary["eval"])

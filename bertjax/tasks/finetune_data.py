@@ -168,14 +168,20 @@ def read_split(task, split: str) -> list | None:
     evaluation, and an empty train set a misleading "no training data"."""
     examples = task.read_examples(split)
     if examples is not None and not examples:
-        data = task.config.data
-        where = (f"config.data.{split}_split={data[f'{split}_split']!r} of "
-                 f"tfds:{data.tfds_name}" if uses_tfds(data) else f"config.data.{split}="
-                 f"{data[split]!r}")
         fix = "" if split == "train" else " (or unset it: no evaluation)"
-        raise readers.DataError(f"{where} has no examples (no data rows, or only bad rows "
-                                f"skipped): give one with examples{fix}")
+        raise readers.DataError(f"{split_source(task.config.data, split)} has no examples (no "
+                                f"data rows, or only bad rows skipped): give one with "
+                                f"examples{fix}")
     return examples
+
+
+def split_source(data_cfg: ml_collections.ConfigDict, split: str) -> str:
+    """Where a split's rows come from, for messages: the config field and its file or TFDS
+    split ("config.data.validation='dev.json'")."""
+    if uses_tfds(data_cfg):
+        return (f"config.data.{split}_split={data_cfg[f'{split}_split']!r} of "
+                f"tfds:{data_cfg.tfds_name}")
+    return f"config.data.{split}={data_cfg[split]!r}"
 
 
 class LabelNames:

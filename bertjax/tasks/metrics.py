@@ -136,7 +136,8 @@ def squad_scores(golds: dict[str, Sequence[str]], preds: dict[str, str], *,
     Otherwise v1.1 scoring (evaluate-v1.1.py): every gold answer counts as given, and a question
     without one is an error (v1.1 has no unanswerable questions).
     Returns {"exact_match", "f1"} averaged over every gold id (a missing prediction scores 0),
-    plus "has_ans_*" / "no_ans_*" breakdowns when both kinds of question are present.
+    plus, under v2.0, the "has_ans_*" / "no_ans_*" breakdown of each kind of question present
+    (as evaluate-v2.0.py's HasAns_* / NoAns_*).
     """
     per = {"all": ([], [])}
     for qid, answers in golds.items():
@@ -157,8 +158,8 @@ def squad_scores(golds: dict[str, Sequence[str]], preds: dict[str, str], *,
             per[key][1].append(f)
     out = {"exact_match": float(np.mean(per["all"][0])) if per["all"][0] else 0.0,
            "f1": float(np.mean(per["all"][1])) if per["all"][1] else 0.0}
-    if all(kind in per for kind in SQUAD_BREAKDOWN):
-        for kind in SQUAD_BREAKDOWN:
+    for kind in SQUAD_BREAKDOWN if version_2 else ():
+        if kind in per:
             out[f"{kind}_exact_match"] = float(np.mean(per[kind][0]))
             out[f"{kind}_f1"] = float(np.mean(per[kind][1]))
     return out
@@ -166,7 +167,8 @@ def squad_scores(golds: dict[str, Sequence[str]], preds: dict[str, str], *,
 
 def squad_score_names(version_2: bool) -> frozenset[str]:
     """Every key squad_scores can return: the breakdowns only under v2.0 (v1.1 has no
-    unanswerable questions), and there only when the dev set has both kinds."""
+    unanswerable questions), and there each only when the dev set has questions of its kind
+    (span_qa checks that for config.eval_metric when it reads the dev set)."""
     names = {"exact_match", "f1"}
     if version_2:
         names |= {f"{kind}_{m}" for kind in SQUAD_BREAKDOWN for m in ("exact_match", "f1")}

@@ -31,6 +31,26 @@ def options(**overrides) -> ml_collections.ConfigDict:
     return c
 
 
+def check_metric_has_questions(config: ml_collections.ConfigDict,
+                               evaluation: list[readers.QAExample]) -> None:
+    """A v2.0 breakdown as config.eval_metric (has_ans_* / no_ans_*) is scored only when the dev
+    set has questions of its kind (metrics.squad_scores): ConfigError now, when the dev set is
+    read, rather than at the first evaluation after training began."""
+    metric = (config.get("eval_metric", "") or "").removeprefix("eval/")
+    kind = next((k for k in metrics.SQUAD_BREAKDOWN if metric.startswith(k + "_")), None)
+    if kind is None or not evaluation:
+        return
+    answerable = [bool(e.answer_texts) for e in evaluation]  # squad_scores' has_ans rule
+    if any(answerable) if kind == "has_ans" else not all(answerable):
+        return
+    what = "answerable" if kind == "has_ans" else "unanswerable"
+    raise ConfigError(
+        f"config.eval_metric={config.eval_metric!r} scores the dev set's {what} questions, but "
+        f"{finetune_data.split_source(config.data, 'validation')} has no {what} question (all "
+        f"{len(evaluation)} are {'un' if what == 'answerable' else ''}answerable): choose "
+        "another metric (f1, exact_match), or a dev set with both kinds")
+
+
 @base.register_task("span_qa")
 class SpanQATask(base.Task):
     unused_param_paths = ("bert/pooler",)  # heads on the token states, not on [CLS]
@@ -110,6 +130,7 @@ class SpanQATask(base.Task):
         tok, tok_dir = finetune_data.load_tokenizer(config)
         train = finetune_data.read_split(self, "train")
         evaluation = finetune_data.read_split(self, "validation")
+        check_metric_has_questions(config, evaluation or [])
         self.eval_examples = evaluation or []
         self.eval_windows = self.encode(tok, evaluation) if evaluation else None
         return finetune_data.FinetuneData(
