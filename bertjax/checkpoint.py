@@ -162,6 +162,22 @@ def restore_or_explain(checkpointer: "Checkpointer", step: int, target: PyTree,
             f"({config_path(workdir)}).") from None
 
 
+def tokenizer_for_resume(workdir: str, given: str) -> str:
+    """The tokenizer path a run in `workdir` reads: `given` (config.data.tokenizer), unless that
+    path is gone and the workdir holds a checkpoint and the run's copy W/tokenizer/ (written by
+    write_run_files from the tokenizer the run trained with): that copy, with a warning naming
+    both. A fresh run gets `given` back whatever it is (a missing path stays an error where it
+    is read), and a path that is there is compared with the copy by check_same_tokenizer."""
+    copy = tokenizer_dir(workdir)
+    if (not given or os.path.exists(os.path.expanduser(given)) or not has_checkpoint(workdir)
+            or not any(os.path.isfile(os.path.join(copy, name))
+                       for name in ("vocab.txt", "tokenizer.json"))):
+        return given
+    logging.warning("config.data.tokenizer=%r does not exist (moved or deleted): resuming with "
+                    "%s, the copy of the tokenizer this run was trained with", given, copy)
+    return copy
+
+
 def check_same_tokenizer(workdir: str, tokenizer_src: str | None) -> None:
     """A resumed run must keep its vocabulary: token ids in the checkpoint refer to it."""
     if not tokenizer_src:

@@ -285,6 +285,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     """
     workdir = os.path.abspath(workdir)
     validate(config, jax.device_count(), jax.process_count())
+    if config.data.get("tokenizer"):  # a resumed run whose tokenizer moved reads W/tokenizer/
+        config.data.tokenizer = ckpt_lib.tokenizer_for_resume(workdir, config.data.tokenizer)
     task_cls = tasks_base.get_task(config.task)
     task = task_cls(config)
     task.validate(config)

@@ -215,3 +215,29 @@ def test_resuming_under_another_optimizer_is_said(tmp_path, caplog):
     with caplog.at_level("WARNING"):
         ckpt_lib.check_compatible(str(tmp_path / "run"), same)
     assert "another optimizer" not in caplog.text
+
+
+def test_a_resumed_run_whose_tokenizer_is_gone_uses_the_workdirs_copy(tmp_path, caplog):
+    """W/tokenizer/ is the tokenizer the run trained with: a resume whose config.data.tokenizer
+    was moved or deleted since goes on with it, saying so; a fresh run still refuses the missing
+    path (and a tokenizer that is there but another is refused: the test above)."""
+    import logging
+    cfg = _config(tmp_path, "first", 2)
+    workdir = str(tmp_path / "run")
+    train.train_and_evaluate(cfg, workdir)
+    vocab_before = _snapshot(workdir)[os.path.join("tokenizer", "vocab.txt")]
+    gone = cfg.data.tokenizer
+    os.rename(gone, str(tmp_path / "moved"))
+    cfg.num_train_steps = 4
+    with caplog.at_level(logging.WARNING):
+        assert train.train_and_evaluate(cfg, workdir)["step"] == 4
+    copy = ckpt_lib.tokenizer_dir(workdir)
+    warned = [r.getMessage() for r in caplog.records if gone in r.getMessage()]
+    assert len(warned) == 1 and copy in warned[0], caplog.text
+    assert _snapshot(workdir)[os.path.join("tokenizer", "vocab.txt")] == vocab_before
+    # The run's config records what it read (the config.json before keeps the old path).
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert json.load(f)["data"]["tokenizer"] == copy
+    cfg.data.tokenizer = gone
+    with pytest.raises(ConfigError, match=rf"config.data.tokenizer='{gone}' does not exist"):
+        train.train_and_evaluate(cfg, str(tmp_path / "fresh"))
