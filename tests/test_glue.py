@@ -69,7 +69,8 @@ def test_a_column_the_tfds_dataset_lacks_is_named_with_its_features(tmp_path, fi
     dataset has (it was a "missing field" error on the first row, suggesting to skip bad rows)."""
     vocab = write_vocab(tmp_path)
     with tfds.testing.mock_data(num_examples=3):
-        cfg = glue.task_config("mrpc", "", [("data.tokenizer", vocab), ("data.max_seq_length", "16"),
+        cfg = glue.task_config("mrpc", "", [("data.tokenizer", vocab),
+                                            ("data.max_seq_length", "16"),
                                             (f"data.{field}", "nosuch")])
         task = base.get_task(cfg.task)(cfg)
         task.validate(cfg)
