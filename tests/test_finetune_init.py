@@ -177,3 +177,21 @@ def test_a_given_tokenizer_that_is_not_there_is_an_error_not_init_froms(tmp_path
         finetune_data.load_tokenizer(cfg)
     cfg.data.tokenizer = ""  # unset: init_from's
     assert finetune_data.load_tokenizer(cfg)[0].token_to_id("[CLS]") is not None
+
+
+def test_the_tokenizers_temporary_copy_is_gone_when_the_process_exits(tmp_path,
+                                                                      tiny_tokenizer_dir):
+    """load_tokenizer's normalised copy (for W/tokenizer/) is there while the process runs, and
+    removed at exit: every fine-tuning run used to leave a bertjax_tokenizer_* folder in /tmp."""
+    import subprocess
+    import sys
+    code = ("import os; from bertjax.tasks import finetune_data; from configs import classify; "
+            "cfg = classify.get_config(); cfg.data.tokenizer = os.environ['TOK']; "
+            "_, out = finetune_data.load_tokenizer(cfg); "
+            "assert os.path.isfile(os.path.join(out, 'vocab.txt')); print(out)")
+    env = dict(os.environ, TOK=str(tiny_tokenizer_dir), TMPDIR=str(tmp_path), JAX_PLATFORMS="cpu")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert done.returncode == 0, done.stderr
+    out = done.stdout.strip().splitlines()[-1]
+    assert out.startswith(str(tmp_path)) and not os.path.exists(out)

@@ -8,8 +8,10 @@ eval batches have the train batches' shape, the last one padded with rows whose
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
+import shutil
 import tempfile
 from typing import Iterator
 
@@ -92,7 +94,7 @@ def given_tokenizer(data_cfg: ml_collections.ConfigDict) -> str:
 
 def load_tokenizer(config: ml_collections.ConfigDict) -> tuple[tokenizers.Tokenizer, str]:
     """config.data.tokenizer, else the tokenizer of config.init_from -> (tokenizer, dir with
-    vocab.txt and tokenizer.json)."""
+    vocab.txt and tokenizer.json; a temporary copy that lives until the process exits)."""
     given = given_tokenizer(config.data)
     candidates = [given] if given else []
     if config.get("init_from") and not given:
@@ -102,7 +104,10 @@ def load_tokenizer(config: ml_collections.ConfigDict) -> tuple[tokenizers.Tokeni
                                         and not tokenizer_lib.holds_tokenizer(path)):
             continue
         tok = tokenizer_lib.load_tokenizer(path, config.data.lowercase)
+        # A normalised copy (vocab.txt + tokenizer.json) for W/tokenizer/, read when the run's
+        # files are written; removed when the process exits (every run left one in /tmp).
         out = tempfile.mkdtemp(prefix="bertjax_tokenizer_")
+        atexit.register(shutil.rmtree, out, ignore_errors=True)
         tokenizer_lib.save_tokenizer(tok, out)
         return tok, out
     raise readers.DataError(
