@@ -84,11 +84,35 @@ def max_predictions(seq_len: int) -> int:
 MIN_SEQ_LEN = next(s for s in range(3, 64) if max_predictions(s) <= s - 2)
 
 
+PEERS = ("hf_flax", "torch")  # bertjax.bench_peers: Hugging Face Flax BERT, PyTorch BERT
+
+
 def check_args(batch_size: int, seq_len: int, steps_n: int) -> None:
     """Raises ValueError naming the flag whose value the benchmark cannot run with."""
     check_shape(batch_size, seq_len)
     if steps_n < 5:
         raise ValueError(f"--steps must be at least 5 (the median of >= 5 steps), got {steps_n}")
+
+
+def check_run(config: ml_collections.ConfigDict, mode: str, peers: list[str], rounds: int,
+              warmup: int) -> None:
+    """Raises ValueError naming the flag (or config field) the benchmark cannot run with: checked
+    before any model is built, so that the command fails at once with a one-line message."""
+    unknown = sorted(set(peers) - set(PEERS))
+    if unknown:
+        raise ValueError(f"--peers: unknown peer(s) {unknown}; known: {list(PEERS)}, or auto / "
+                         "none")
+    if rounds < 1:
+        raise ValueError(f"--rounds must be at least 1, got {rounds}")
+    if warmup < 0:
+        raise ValueError(f"--warmup must be at least 0, got {warmup}")
+    task = config.get("task", "pretraining")
+    if mode == "train" and task != "pretraining":
+        raise ValueError(
+            f"--mode train times the pretraining (MLM + NSP) update, but --config is a {task!r} "
+            "config: use a pretraining config (configs/bert_*.py), or --mode finetune / "
+            "inference, which take only its model")
+    model_lib.validate_config(config.model)  # a ConfigError (a ValueError) naming the field
 
 
 def check_shape(batch_size: int, seq_len: int) -> None:
@@ -208,6 +232,7 @@ def figures(times: list[float], batch_size: int, seq_len: int, flops: float,
 def run(config: ml_collections.ConfigDict, batch_size: int, seq_len: int, mode: str, steps_n: int,
         warmup: int, peers: list[str], torch_threads: int = 0, rounds: int = 5) -> dict:
     check_args(batch_size, seq_len, steps_n)
+    check_run(config, mode, peers, rounds, warmup)
     config = ml_collections.ConfigDict(config.to_dict())
     p = max_predictions(seq_len)
     config.batch_size = batch_size
@@ -232,9 +257,6 @@ def run(config: ml_collections.ConfigDict, batch_size: int, seq_len: int, mode: 
         "torch": lambda: bench_peers.torch_train(config.model, batch, config.optimizer,
                                                  torch_threads, config.model.dtype),
     }
-    unknown = sorted(set(peers) - set(peer_builders))
-    if unknown:
-        raise ValueError(f"unknown peer(s) {unknown}; known: {sorted(peer_builders)}")
     flops = flops_lib.step_flops(config.model, batch_size, seq_len, p, True)
     d, v = config.model.hidden_size, config.model.vocab_size
     if mode in ("finetune", "inference"):  # no MLM head (the classifier's [D, 2] is negligible)
@@ -290,10 +312,6 @@ def table(result: dict) -> str:
 def main(argv, f: dict):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    try:
-        check_args(f["batch_size"].value, f["seq_len"].value, f["steps"].value)
-    except ValueError as e:
-        raise app.UsageError(str(e)) from None
     host.tune_malloc()  # Before JAX starts its CPU client; see bertjax/host.py.
     if f["peers"].value == "none":
         peers = []
@@ -305,6 +323,12 @@ def main(argv, f: dict):
                 print(f"skipping peer {name}: {why}", file=sys.stderr)
     else:
         peers = [p.strip() for p in f["peers"].value.split(",") if p.strip()]
+    try:
+        check_args(f["batch_size"].value, f["seq_len"].value, f["steps"].value)
+        check_run(f["config"].value, f["mode"].value, peers, f["rounds"].value,
+                  f["warmup"].value)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
     result = run(f["config"].value, f["batch_size"].value, f["seq_len"].value, f["mode"].value,
                  f["steps"].value, f["warmup"].value, peers, f["torch_threads"].value,
                  f["rounds"].value)

@@ -4,8 +4,10 @@ import json
 import os
 import subprocess
 import sys
+import types
 
 import pytest
+from absl import app
 
 from bertjax import bench
 from bertjax import config as config_lib
@@ -63,6 +65,33 @@ def test_profile_step_groups_op_times_by_model_part_and_ab_tests_xla_options():
     # The options' step is checked against the default one before the two are timed.
     assert "first-step metrics equal (rtol 1e-4): True" in out.stdout, out.stdout
     assert "default: median" in out.stdout and "options: median" in out.stdout, out.stdout
+
+
+def _flags(config, **values):
+    """bench.main's flag holders, without absl's flag registry."""
+    values = {"config": config, "batch_size": 4, "seq_len": 32, "steps": 5, "warmup": 1,
+              "mode": "train", "peers": "none", "torch_threads": 0, "rounds": 1, **values}
+    return {k: types.SimpleNamespace(value=v) for k, v in values.items()}
+
+
+def _classification():
+    from bertjax.tasks import finetune_data
+    c = finetune_data.run_config()
+    c.task, c.model = "classification", _tiny().model
+    return c
+
+
+@pytest.mark.parametrize("make_config, values, message", [
+    (_tiny, {"peers": "torch,bogus"}, r"--peers: unknown peer\(s\) \['bogus'\]"),
+    (_tiny, {"rounds": 0}, "--rounds must be at least 1, got 0"),
+    (_tiny, {"warmup": -1}, "--warmup must be at least 0"),
+    (_classification, {}, "--mode train times the pretraining .* 'classification' config"),
+])
+def test_bench_command_refuses_bad_flags_in_one_line_before_building(make_config, values,
+                                                                      message, monkeypatch):
+    monkeypatch.setattr(bench, "run", lambda *a, **k: pytest.fail("ran despite a bad flag"))
+    with pytest.raises(app.UsageError, match=message):
+        bench.main(["bench"], _flags(make_config(), **values))
 
 
 def test_interleaved_runners_take_turns_and_each_gets_its_steps():
