@@ -52,6 +52,40 @@ class NoCheckpointError(FileNotFoundError):
     """A training workdir whose run has not saved a checkpoint (yet): nothing to load from it."""
 
 
+class DamagedCheckpointError(ValueError):
+    """A saved step whose files are missing or unreadable; the message names the step directory."""
+
+
+def _orbax_reason(error: Exception) -> str:
+    """The first line of an Orbax/TensorStore error, without TensorStore's multi-kilobyte spec."""
+    text = str(error).split(" [tensorstore_spec")[0].strip()
+    return (text.splitlines() or [""])[0][:300]
+
+
+def _missing_file(step_dir: str) -> str | None:
+    """The first of a saved step's own files that is missing, or None."""
+    for name in ("state", os.path.join("state", "_METADATA")):
+        if not os.path.exists(os.path.join(step_dir, name)):
+            return os.path.join(step_dir, name)
+    return None
+
+
+def damaged(checkpoints_dir: str, step: int, error: Exception) -> DamagedCheckpointError:
+    """The error for a step of W/checkpoints that Orbax could not read: names the step directory
+    and the first missing file or Orbax's reason, and says how to go on from the steps before
+    it, if any."""
+    step_dir = os.path.join(checkpoints_dir, str(step))
+    missing = _missing_file(step_dir)
+    reason = (f"{missing} is missing" if missing
+              else f"{type(error).__name__}: {_orbax_reason(error)}")
+    earlier = sorted(int(n) for n in os.listdir(checkpoints_dir)
+                     if n.isdigit() and int(n) < step) if os.path.isdir(checkpoints_dir) else []
+    advice = (f"delete {step_dir} to use step {earlier[-1]}, the latest before it" if earlier
+              else "it is the run's only saved step, so the run must start over")
+    return DamagedCheckpointError(f"{step_dir}: the checkpoint of step {step} is damaged or "
+                                  f"incomplete and cannot be restored ({reason}); {advice}")
+
+
 def config_path(workdir: str) -> str:
     return os.path.join(workdir, "config.json")
 
@@ -150,16 +184,21 @@ def _warn_optimizer_changes(saved: dict, opt_cfg: ml_collections.ConfigDict, pat
 def restore_or_explain(checkpointer: "Checkpointer", step: int, target: PyTree,
                        data_iterator: Any, workdir: str) -> PyTree:
     """checkpointer.restore, with a mismatch of parameter shapes (e.g. a head of another size or
-    kind than the checkpoint's) raised as CheckpointMismatchError naming the workdir and step."""
+    kind than the checkpoint's) raised as CheckpointMismatchError naming the workdir and step,
+    and a step whose files are missing or unreadable as DamagedCheckpointError."""
     try:
         return checkpointer.restore(step, target, data_iterator)
-    except ValueError as e:
-        if "shape" not in str(e):
-            raise
+    except (KeyError, OSError, TypeError, ValueError) as e:  # Orbax's, for missing/unreadable files
+        error = e
+    intact = not _missing_file(os.path.join(checkpointer.directory, str(step)))
+    if intact and "tree structures do not match" in str(error):
+        raise error
+    if isinstance(error, ValueError) and "shape" in _orbax_reason(error) and intact:
         raise CheckpointMismatchError(
-            f"the checkpoint in {workdir} (step {step}) does not fit this config's model: {e}\n"
-            "Use a new --workdir, or the settings the run was made with "
+            f"the checkpoint in {workdir} (step {step}) does not fit this config's model: "
+            f"{error}\nUse a new --workdir, or the settings the run was made with "
             f"({config_path(workdir)}).") from None
+    raise damaged(checkpointer.directory, step, error) from error
 
 
 def tokenizer_for_resume(workdir: str, given: str) -> str:
@@ -323,13 +362,17 @@ def restore_params(workdir: str, step: int | None = None
     with ocp.Checkpointer(ocp.CompositeCheckpointHandler(
             state=ocp.PyTreeCheckpointHandler(), data=grain_ckpt.CheckpointHandler())) as reader:
         step_dir = os.path.join(directory, str(step))
-        meta = reader.metadata(step_dir).item_metadata["state"]
-        param_meta = getattr(meta, "tree", meta)["params"]
-        item = {"params": jax.tree.map(lambda m: 0, param_meta)}
-        restore_args = {"params": jax.tree.map(
-            lambda m: ocp.RestoreArgs(restore_type=np.ndarray), param_meta)}
-        restored = reader.restore(step_dir, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
-            item=item, restore_args=restore_args, partial_restore=True)))
+        try:
+            meta = reader.metadata(step_dir).item_metadata["state"]
+            param_meta = getattr(meta, "tree", meta)["params"]
+            item = {"params": jax.tree.map(lambda m: 0, param_meta)}
+            restore_args = {"params": jax.tree.map(
+                lambda m: ocp.RestoreArgs(restore_type=np.ndarray), param_meta)}
+            restored = reader.restore(step_dir, args=ocp.args.Composite(
+                state=ocp.args.PyTreeRestore(item=item, restore_args=restore_args,
+                                             partial_restore=True)))
+        except (KeyError, OSError, TypeError, ValueError) as e:  # missing or unreadable files
+            raise damaged(directory, step, e) from e
     params = model_lib.canonical_params(restored["state"]["params"])
     model_cfg = ml_collections.ConfigDict(run["model"])
     extra = {"task": run.get("task"), "step": int(step), "config": run,

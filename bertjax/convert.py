@@ -641,7 +641,8 @@ def load_any(path: str, lowercase: bool | None = None, *, with_extra: bool = Fal
             cfg, params, run_tokenizer, extra = checkpoint.restore_params(path)
         except ConvertError:
             raise
-        except checkpoint.NoCheckpointError as e:  # a run that stopped before its first save
+        except (checkpoint.NoCheckpointError,  # a run that stopped before its first save
+                checkpoint.DamagedCheckpointError) as e:  # the message names the step directory
             raise ConvertError(str(e)) from None
         except Exception as e:  # The workdir reader's own errors, re-labelled with the path.
             raise ConvertError(f"{path}: cannot restore the training checkpoint ({e})") from None

@@ -325,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
         run = load_run(args.checkpoint, args.use)
         rows = predict_file(run, args.input, batch_size=args.batch_size,
                             on_bad_row=args.on_bad_row)
-    except (readers.DataError, ConfigError, FileNotFoundError) as e:
+    except (readers.DataError, ConfigError, FileNotFoundError,
+            ckpt_lib.DamagedCheckpointError) as e:
         output.discard()
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -530,7 +530,8 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from bertjax.tasks.heads import EncoderMismatchError
     from bertjax.tasks.sources import DataError
     return (ConfigError, CorpusError, DataConfigError, DataError, TokenizerError, ConvertError,
-            EncoderMismatchError, ckpt_lib.CheckpointMismatchError)
+            EncoderMismatchError, ckpt_lib.CheckpointMismatchError,
+            ckpt_lib.DamagedCheckpointError)
 
 
 def main(argv):

@@ -1,0 +1,76 @@
+"""The workdir checkpoint wrapper: what a reader is told when a saved step cannot be restored."""
+
+import json
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+
+from bertjax import checkpoint as ckpt_lib
+from bertjax import config as config_lib
+from bertjax import convert
+
+
+def _state(value):
+    return {"params": {"bert": {"w": np.full((3, 5), value, np.float32)}}, "step": np.int32(value)}
+
+
+def _saved_run(workdir, steps=(1, 2)):
+    """A workdir whose W/checkpoints holds `steps`, each a tiny state, and its W/config.json."""
+    checkpointer = ckpt_lib.Checkpointer(workdir, async_save=False)
+    for step in steps:
+        checkpointer.manager.save(step, args=ckpt_lib.ocp.args.Composite(
+            state=ckpt_lib.ocp.args.StandardSave(_state(step))))
+    checkpointer.close()
+    with open(ckpt_lib.config_path(workdir), "w") as f:
+        json.dump({"task": "pretraining", "model": config_lib.model().to_dict()}, f)
+    return os.path.join(workdir, "checkpoints")
+
+
+def _restore(workdir, step):
+    checkpointer = ckpt_lib.Checkpointer(workdir)
+    one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=one),
+                          _state(0))
+    try:
+        return ckpt_lib.restore_or_explain(checkpointer, step, target, None, workdir)
+    finally:
+        checkpointer.close()
+
+
+@pytest.mark.parametrize("damage", ["state/manifest.ocdbt", "state/d", "state"])
+def test_a_damaged_step_names_its_directory_and_the_step_before_it(tmp_path, damage):
+    """Resuming (restore_or_explain) and reading params (restore_params: init_from, convert,
+    pretrained.load, predict) both say which step is damaged and which one is left, instead of
+    Orbax's traceback (a pytree structure error, a KeyError, or TensorStore's NOT_FOUND)."""
+    workdir = str(tmp_path)
+    checkpoints = _saved_run(workdir)
+    step_dir = os.path.join(checkpoints, "2")
+    target = os.path.join(step_dir, damage)
+    if damage == "state/d":  # the array data, with the metadata intact
+        for name in os.listdir(target):
+            os.remove(os.path.join(target, name))
+    elif os.path.isdir(target):
+        shutil.rmtree(target)
+    else:
+        os.remove(target)
+    message = rf"{step_dir}: the checkpoint of step 2 is damaged .* use step 1, the latest before"
+    with pytest.raises(ckpt_lib.DamagedCheckpointError, match=message):
+        _restore(workdir, 2)
+    with pytest.raises(ckpt_lib.DamagedCheckpointError, match=message):
+        ckpt_lib.restore_params(workdir)
+    with pytest.raises(convert.ConvertError, match=message) as raised:
+        convert.load_any(workdir)
+    assert "tensorstore_spec" not in str(raised.value)
+    # The step before it is intact and still restores.
+    assert int(_restore(workdir, 1)["step"]) == 1
+
+
+def test_the_only_saved_step_damaged_says_the_run_must_start_over(tmp_path):
+    checkpoints = _saved_run(str(tmp_path), steps=(3,))
+    shutil.rmtree(os.path.join(checkpoints, "3", "state"))
+    with pytest.raises(ckpt_lib.DamagedCheckpointError,
+                       match=r"3/state is missing\); it is the run's only saved step"):
+        _restore(str(tmp_path), 3)
