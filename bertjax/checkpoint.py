@@ -167,32 +167,54 @@ def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> None:
 _OPTIMIZER_BEFORE = {"bias_correction": True}
 
 
-def _warn_optimizer_changes(saved: dict, opt_cfg: ml_collections.ConfigDict, path: str) -> None:
-    """A resumed run keeps its optimizer state whatever config.optimizer says now, but a changed
-    update rule (a new default after an upgrade, say) changes the trajectory: say so."""
+def _optimizer_changes(saved: dict, opt_cfg: ml_collections.ConfigDict) -> list[str]:
+    """"optimizer.<field>: run <before> -> config <now>" for each field the config changes."""
     changed = []
     for name in sorted(opt_cfg.keys()):
         before = saved.get(name, _OPTIMIZER_BEFORE.get(name))
         now = opt_cfg[name]
         if before is not None and before != (list(now) if isinstance(now, tuple) else now):
             changed.append(f"optimizer.{name}: run {before!r} -> config {now!r}")
+    return changed
+
+
+def _warn_optimizer_changes(saved: dict, opt_cfg: ml_collections.ConfigDict, path: str) -> None:
+    """A resumed run keeps its optimizer state whatever config.optimizer says now, but a changed
+    update rule (a new default after an upgrade, say) changes the trajectory: say so."""
+    changed = _optimizer_changes(saved, opt_cfg)
     if changed:
         logging.warning("resuming with another optimizer than the run's (%s): %s", path,
                         "; ".join(changed))
 
 
 def restore_or_explain(checkpointer: "Checkpointer", step: int, target: PyTree,
-                       data_iterator: Any, workdir: str) -> PyTree:
+                       data_iterator: Any, workdir: str,
+                       opt_cfg: ml_collections.ConfigDict | None = None) -> PyTree:
     """checkpointer.restore, with a mismatch of parameter shapes (e.g. a head of another size or
-    kind than the checkpoint's) raised as CheckpointMismatchError naming the workdir and step,
-    and a step whose files are missing or unreadable as DamagedCheckpointError."""
+    kind than the checkpoint's) or of the training state's structure (an optimizer whose state
+    has other parts: lamb for adamw, clipping turned off, frozen layers) raised as
+    CheckpointMismatchError naming the workdir, the step and the changed config.optimizer
+    fields (opt_cfg: the config's), and a step whose files are missing or unreadable as
+    DamagedCheckpointError."""
     try:
         return checkpointer.restore(step, target, data_iterator)
     except (KeyError, OSError, TypeError, ValueError) as e:  # Orbax's, for missing/unreadable files
         error = e
     intact = not _missing_file(os.path.join(checkpointer.directory, str(step)))
     if intact and "tree structures do not match" in str(error):
-        raise error
+        changes = []
+        if opt_cfg is not None and os.path.exists(config_path(workdir)):
+            with open(config_path(workdir), encoding="utf-8") as f:
+                changes = _optimizer_changes(json.load(f).get("optimizer", {}), opt_cfg)
+        what = (f"optimizer state of another structure than this config's optimizer keeps "
+                f"({'; '.join(changes)})" if changes else
+                f"training state of another structure than this config makes "
+                f"({_orbax_reason(error)})")
+        raise CheckpointMismatchError(
+            f"the checkpoint in {workdir} (step {step}) holds {what}, so the run cannot resume "
+            f"under it. Resume with the run's settings ({config_path(workdir)}), or start a new "
+            f"--workdir with --config.init_from={workdir} to train its weights under the new "
+            "ones.") from None
     if isinstance(error, ValueError) and "shape" in _orbax_reason(error) and intact:
         raise CheckpointMismatchError(
             f"the checkpoint in {workdir} (step {step}) does not fit this config's model: "

@@ -326,7 +326,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     if latest is not None:
         target = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                               abstract, state_sh)
-        state = ckpt_lib.restore_or_explain(checkpointer, latest, target, train_iter, workdir)
+        state = ckpt_lib.restore_or_explain(checkpointer, latest, target, train_iter, workdir,
+                                            config.optimizer)
         logging.info("resumed from %s step %d", checkpointer.directory, latest)
     else:
         state = built.init(init_key, dummy)

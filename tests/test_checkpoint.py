@@ -74,3 +74,33 @@ def test_the_only_saved_step_damaged_says_the_run_must_start_over(tmp_path):
     with pytest.raises(ckpt_lib.DamagedCheckpointError,
                        match=r"3/state is missing\); it is the run's only saved step"):
         _restore(str(tmp_path), 3)
+
+
+def test_resuming_under_an_optimizer_with_another_state_names_the_changed_fields(tmp_path):
+    """Clipping turned off drops a part of optax's state: Orbax's "tree structures do not
+    match ... pass partial_restore=True" becomes a mismatch naming optimizer.grad_clip_norm."""
+    from bertjax import optim
+    workdir = str(tmp_path)
+    params = {"bert": {"w": np.ones((3, 5), np.float32)}}
+    run_opt = config_lib.optimizer(warmup_steps=2)
+    new_opt = config_lib.optimizer(warmup_steps=2, grad_clip_norm=0.0)
+    checkpointer = ckpt_lib.Checkpointer(workdir, async_save=False)
+    state = {"params": params, "opt_state": optim.make_optimizer(run_opt, 10).init(params)}
+    checkpointer.manager.save(4, args=ckpt_lib.ocp.args.Composite(
+        state=ckpt_lib.ocp.args.StandardSave(state)))
+    checkpointer.close()
+    with open(ckpt_lib.config_path(workdir), "w") as f:
+        json.dump({"task": "pretraining", "optimizer": run_opt.to_dict()}, f)
+    one = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    target = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype, sharding=one),
+        {"params": params, "opt_state": optim.make_optimizer(new_opt, 10).init(params)})
+    checkpointer = ckpt_lib.Checkpointer(workdir)
+    try:
+        with pytest.raises(ckpt_lib.CheckpointMismatchError,
+                           match=r"\(step 4\) holds optimizer state of another structure .*"
+                                 r"optimizer.grad_clip_norm: run 1.0 -> config 0.0.*"
+                                 rf"--config.init_from={workdir}"):
+            ckpt_lib.restore_or_explain(checkpointer, 4, target, None, workdir, new_opt)
+    finally:
+        checkpointer.close()
