@@ -239,8 +239,16 @@ def tokenizer_for_resume(workdir: str, given: str) -> str:
     return copy
 
 
-def check_same_tokenizer(workdir: str, tokenizer_src: str | None) -> None:
-    """A resumed run must keep its vocabulary: token ids in the checkpoint refer to it."""
+# config.data fields that decide the vocabulary a run trains or reads.
+VOCAB_FIELDS = ("tokenizer", "corpus", "vocab_size", "lowercase")
+
+
+def check_same_tokenizer(workdir: str, tokenizer_src: str | None,
+                         data_cfg: ml_collections.ConfigDict | None = None) -> None:
+    """A resumed run must keep its vocabulary: token ids in the checkpoint refer to it.
+
+    data_cfg: the config's data section; the error names the VOCAB_FIELDS it changes (a changed
+    corpus trains a new vocabulary) and how to go on with the run's own."""
     if not tokenizer_src:
         return
     mine = os.path.join(tokenizer_dir(workdir), "vocab.txt")
@@ -249,10 +257,20 @@ def check_same_tokenizer(workdir: str, tokenizer_src: str | None) -> None:
             os.path.exists(mine) and os.path.exists(new)):
         return
     with open(mine, "rb") as a, open(new, "rb") as b:
-        if a.read() != b.read():
-            raise CheckpointMismatchError(
-                f"{mine} differs from this run's vocabulary {new}: the run in {workdir} was "
-                "made with the first. Use a new --workdir, or the same tokenizer.")
+        if a.read() == b.read():
+            return
+    changes = []
+    if data_cfg is not None and os.path.exists(config_path(workdir)):
+        with open(config_path(workdir), encoding="utf-8") as f:
+            saved = json.load(f).get("data", {})
+        changes = [f"data.{k}: run {saved[k]!r} -> config {data_cfg[k]!r}" for k in VOCAB_FIELDS
+                   if k in saved and k in data_cfg and saved[k] != data_cfg[k]]
+    why = f" (the config changes {'; '.join(changes)})" if changes else ""
+    raise CheckpointMismatchError(
+        f"{mine} differs from this run's vocabulary {new}{why}: the run in {workdir} was made "
+        "with the first, and its embeddings are indexed by it. To go on with the run's "
+        f"vocabulary, add --config.data.tokenizer={tokenizer_dir(workdir)}; or use a new "
+        "--workdir.")
 
 
 def write_run_files(workdir: str, config: ml_collections.ConfigDict, tokenizer_src: str | None,

@@ -302,7 +302,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         ckpt_lib.check_compatible(workdir, config)
     data = task.data(config, workdir, jax.process_index(), jax.process_count())
     if latest is not None:  # every process, so none goes on alone into the step's collectives
-        ckpt_lib.check_same_tokenizer(workdir, data.tokenizer_dir)
+        ckpt_lib.check_same_tokenizer(workdir, data.tokenizer_dir, config.data)
     vocab = tokenizer_lib.num_ids(data.tokenizer) if data.tokenizer is not None else 0
     if vocab > config.model.vocab_size:
         raise ConfigError(f"the tokenizer has {vocab} tokens but config.model.vocab_size="

@@ -104,3 +104,20 @@ def test_resuming_under_an_optimizer_with_another_state_names_the_changed_fields
             ckpt_lib.restore_or_explain(checkpointer, 4, target, None, workdir, new_opt)
     finally:
         checkpointer.close()
+
+
+def test_a_resume_whose_changed_corpus_trained_another_vocabulary_says_so(tmp_path):
+    workdir, trained = tmp_path / "run", tmp_path / "cache" / "tokenizer-new"
+    for directory, words in ((workdir / "tokenizer", "cat dog"), (trained, "cat bird")):
+        directory.mkdir(parents=True)
+        (directory / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", *words.split()]))
+    run_data = config_lib.pretraining("tiny").data
+    run_data.corpus = "old/*.txt"
+    (workdir / "config.json").write_text(json.dumps({"data": run_data.to_dict()}))
+    data = config_lib.pretraining("tiny").data
+    data.corpus = "new/*.txt"
+    with pytest.raises(ckpt_lib.CheckpointMismatchError,
+                       match=r"data.corpus: run 'old/\*.txt' -> config 'new/\*.txt'.* add "
+                             rf"--config.data.tokenizer={workdir / 'tokenizer'}"):
+        ckpt_lib.check_same_tokenizer(str(workdir), str(trained), data)
+    ckpt_lib.check_same_tokenizer(str(workdir), str(workdir / "tokenizer"), data)  # the way on
