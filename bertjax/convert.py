@@ -687,6 +687,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {args.to} model to {args.dst} "
           f"({model_lib.count_params(params):,} parameters, heads: "
           f"{', '.join(sorted(set(params) - {'bert'})) or 'none'})")
+    if tok is None:  # embed and fine-tuning need one; say so now, not at their first use
+        print(f"warning: {args.src} has no tokenizer (vocab.txt or tokenizer.json), so neither "
+              f"has {args.dst}: copy the model's vocab.txt into {args.dst} before embedding or "
+              "fine-tuning with it", file=sys.stderr)
     return 0
 
 

@@ -613,3 +613,15 @@ def test_checkpoint_saved_without_a_pooler_gets_a_fresh_untrained_one(tmp_path, 
     assert not info["missing_keys"] and not info["unexpected_keys"]
     np.testing.assert_array_equal(_hf_forward(again.eval(), ids, types_, mask).logits.numpy(),
                                   ref.logits.numpy())
+
+
+def test_cli_says_when_the_source_has_no_tokenizer(tmp_path, hf_pretraining_dir, capsys):
+    """A directory without vocab.txt converts (the weights are fine), but the output cannot
+    embed or fine-tune until it has one: the command says so, not the first embed call."""
+    src = tmp_path / "no_vocab"
+    _copy_hf(hf_pretraining_dir, src)
+    assert convert.main([str(src), str(tmp_path / "out")]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {src} has no tokenizer" in err and "copy the model's vocab.txt" in err
+    assert convert.main([str(hf_pretraining_dir), str(tmp_path / "with")]) == 0
+    assert "no tokenizer" not in capsys.readouterr().err
