@@ -70,6 +70,20 @@ def _missing_file(step_dir: str) -> str | None:
     return None
 
 
+# What Orbax and TensorStore say when a step's files are gone or cut short (a KeyError "Item
+# 'state' was not found", a ValueError "NOT_FOUND: ... does not exist", "DATA_LOSS: ...").
+_DAMAGE_SIGNS = ("NOT_FOUND", "DATA_LOSS", "not found", "does not exist", "No such file")
+
+
+def is_damage(checkpoints_dir: str, step: int, error: Exception) -> bool:
+    """Whether `error`, raised restoring `step`, comes from missing or unreadable files (rather
+    than, say, a bug or another device layout): only then is the step called damaged, whose
+    advice is to delete it."""
+    return (_missing_file(os.path.join(checkpoints_dir, str(step))) is not None
+            or isinstance(error, OSError)
+            or any(sign in _orbax_reason(error) for sign in _DAMAGE_SIGNS))
+
+
 def damaged(checkpoints_dir: str, step: int, error: Exception) -> DamagedCheckpointError:
     """The error for a step of W/checkpoints that Orbax could not read: names the step directory
     and the first missing file or Orbax's reason, and says how to go on from the steps before
@@ -220,6 +234,8 @@ def restore_or_explain(checkpointer: "Checkpointer", step: int, target: PyTree,
             f"the checkpoint in {workdir} (step {step}) does not fit this config's model: "
             f"{error}\nUse a new --workdir, or the settings the run was made with "
             f"({config_path(workdir)}).") from None
+    if not is_damage(checkpointer.directory, step, error):
+        raise error
     raise damaged(checkpointer.directory, step, error) from error
 
 
@@ -412,6 +428,8 @@ def restore_params(workdir: str, step: int | None = None
                 state=ocp.args.PyTreeRestore(item=item, restore_args=restore_args,
                                              partial_restore=True)))
         except (KeyError, OSError, TypeError, ValueError) as e:  # missing or unreadable files
+            if not is_damage(directory, step, e):
+                raise
             raise damaged(directory, step, e) from e
     params = model_lib.canonical_params(restored["state"]["params"])
     model_cfg = ml_collections.ConfigDict(run["model"])

@@ -124,3 +124,17 @@ def test_a_resume_whose_changed_corpus_trained_another_vocabulary_says_so(tmp_pa
                              rf"--config.data.tokenizer={workdir / 'tokenizer'}"):
         ckpt_lib.check_same_tokenizer(str(workdir), str(trained), data)
     ckpt_lib.check_same_tokenizer(str(workdir), str(workdir / "tokenizer"), data)  # the way on
+
+
+def test_a_restore_error_that_is_no_missing_file_is_not_called_damage(tmp_path, monkeypatch):
+    """The advice for a damaged step is to delete it: an error that does not come from missing or
+    unreadable files (a bug, another device layout) is raised as it is, and the step is kept."""
+    workdir = str(tmp_path)
+    _saved_run(workdir)
+
+    def broken(*args, **kwargs):
+        raise TypeError("an unrelated failure")
+    monkeypatch.setattr(ckpt_lib.Checkpointer, "restore", broken)
+    with pytest.raises(TypeError, match="an unrelated failure"):
+        _restore(workdir, 2)
+    assert os.path.isdir(os.path.join(workdir, "checkpoints", "2", "state"))
