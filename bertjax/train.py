@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import signal
 import sys
 import time
 from typing import Any
@@ -31,6 +30,7 @@ from bertjax import flops as flops_lib
 from bertjax import host, metrics_log, optim, sharding, steps
 from bertjax import model as model_lib
 from bertjax import param_names
+from bertjax import preemption as preemption_lib
 from bertjax.data import tokenizer as tokenizer_lib
 from bertjax.model import ConfigError
 from bertjax.tasks import base as tasks_base
@@ -117,41 +117,6 @@ def check_workdir(workdir: str, init_from: str) -> None:
         raise ConfigError(f"{ckpt_lib.config_path(workdir)} exists but {workdir} holds no run "
                           "(no checkpoints/): the run would overwrite that file; give the run a "
                           "new --workdir")
-
-
-class _Preemption:
-    """SIGTERM or SIGINT (Ctrl-C) sets a flag; hosts agree on it at the same step (a tiny
-    all-gather), checkpoint there and exit cleanly. A second SIGINT kills at once (the default
-    action), for when the checkpoint is not wanted or the step hangs."""
-
-    SIGNALS = (signal.SIGTERM, signal.SIGINT)
-
-    def __init__(self, every: int):
-        self.requested = False
-        self.name = ""  # of the first signal received, for the exit message
-        self.every = max(int(every), 1)
-        self._previous = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
-
-    def _handler(self, signum, frame):
-        if not self.requested:
-            self.requested, self.name = True, signal.Signals(signum).name
-        if signum == signal.SIGINT:
-            signal.signal(signal.SIGINT, signal.SIG_DFL)  # the next Ctrl-C kills
-            logging.warning("SIGINT received: checkpointing at the next check; Ctrl-C again "
-                            "to kill without it")
-
-    def agreed(self, step: int) -> bool:
-        if jax.process_count() == 1:
-            return self.requested  # nothing to agree on: check every step, no collective
-        if step % self.every:
-            return False
-        flags_all = multihost_utils.process_allgather(np.int32(self.requested))
-        return bool(np.any(flags_all))
-
-    def restore(self):
-        for s, previous in self._previous.items():
-            if previous is not None:  # None: a handler not installed from Python
-                signal.signal(s, previous)
 
 
 def _to_global(batch: dict, batch_sharding) -> dict:
@@ -360,7 +325,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             int(config.data.get("max_predictions_per_seq", seq_len)),
             bool(config.data.get("next_sentence", False)))
         peak = flops_lib.peak_flops(dtype=config.model.dtype)
-        preemption = _Preemption(config.get("preemption_check_every_steps", 10))
+        preemption = preemption_lib.Preemption(config.get("preemption_check_every_steps", 10))
 
         def evaluate() -> dict[str, float]:
             if config.num_eval_batches == 0:

@@ -14,6 +14,7 @@ import pytest
 import _tiny
 from bertjax import checkpoint as ckpt_lib
 from bertjax import optim
+from bertjax import preemption as preemption_lib
 from bertjax import train
 from bertjax.model import ConfigError
 
@@ -262,7 +263,7 @@ def test_sigint_requests_a_checkpoint_and_a_second_one_kills():
     default action is back so a second Ctrl-C kills at once. restore() puts the handlers back."""
     import signal
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    preemption = train._Preemption(1)
+    preemption = preemption_lib.Preemption(1)
     try:
         assert not preemption.agreed(1)
         signal.raise_signal(signal.SIGINT)  # before the fix: KeyboardInterrupt
