@@ -63,6 +63,14 @@ def _sequence(module: model_lib.BertModel, params, ids, type_ids, mask):
         jnp.float32)
 
 
+def _whole(name: str, value: Any) -> int:
+    """An int argument (numpy ints too) as int; a float, bool, string or None is a TypeError
+    naming the argument (a float batch_size used to fail deep inside range())."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    return int(value)
+
+
 def _check_texts(texts: Sequence[Text]) -> list[Text]:
     """texts as a list, each a str or a (str, str) pair; TypeError naming the first that is not."""
     if isinstance(texts, str):
@@ -170,6 +178,7 @@ class Pretrained:
         cap = self.config.max_position_embeddings
         if max_length is None:
             return cap
+        max_length = _whole("max_length", max_length)
         if not 2 <= max_length <= cap:
             raise ValueError(f"max_length={max_length} must be in [2, {cap}] "
                              "(config.model.max_position_embeddings)")
@@ -178,6 +187,7 @@ class Pretrained:
     def _batches(self, encodings: list[tokenizers.Encoding], batch_size: int, max_length: int):
         """Yields (indices, ids [b, s], type_ids [b, s], mask [b, s]) with bucketed b and s;
         longest first."""
+        batch_size = _whole("batch_size", batch_size)
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         pad = self.tokenizer.token_to_id("[PAD]") if self.tokenizer is not None else 0
@@ -212,6 +222,8 @@ class Pretrained:
         """
         if pooling not in POOLINGS:
             raise ValueError(f"pooling={pooling!r} is not one of {POOLINGS}")
+        if not isinstance(normalize, (bool, np.bool_)):  # "no" would be true
+            raise TypeError(f"normalize must be True or False, got {normalize!r}")
         if pooling == "pooler" and "bert/pooler" in self.extra.get(convert.UNTRAINED, ()):
             raise ValueError(
                 "pooling='pooler': this checkpoint's pooler was never trained (saved without one, "

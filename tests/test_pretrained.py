@@ -80,6 +80,14 @@ def test_normalize_empty_string_and_truncation(bert):
         bert.embed(["x"], max_length=42)
     with pytest.raises(ValueError, match="pooling"):
         bert.embed(["x"], pooling="sum")
+    # Arguments of the wrong type are named, not read as something else ("no" as true).
+    with pytest.raises(TypeError, match="normalize must be True or False, got 'no'"):
+        bert.embed(["x"], normalize="no")
+    with pytest.raises(TypeError, match="batch_size must be an int, got 2.0"):
+        bert.embed(["x"], batch_size=2.0)
+    with pytest.raises(TypeError, match="max_length must be an int, got '8'"):
+        bert.encode(["x"], max_length="8")
+    assert bert.embed(["x"], batch_size=np.int64(2), normalize=np.bool_(False)).shape == (1, 30)
 
 
 def test_batches_larger_than_batch_size_and_bucketed_compiles(bert):
