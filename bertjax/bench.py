@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import math
+import logging
 import platform
 import statistics
 import sys
@@ -238,7 +239,12 @@ def run(config: ml_collections.ConfigDict, batch_size: int, seq_len: int, mode: 
     config.batch_size = batch_size
     config.data.max_seq_length = seq_len
     config.data.max_predictions_per_seq = p
-    config.model.max_position_embeddings = max(config.model.max_position_embeddings, seq_len)
+    table_rows = config.model.max_position_embeddings
+    if seq_len > table_rows:  # a longer sequence than the config's model reads: time it anyway
+        logging.warning("--seq_len %d exceeds the config's model.max_position_embeddings=%d: "
+                        "timing that model with a %d-row position table", seq_len, table_rows,
+                        seq_len)
+        config.model.max_position_embeddings = seq_len
     if mode == "finetune":  # binary sequence classification with the task's own defaults
         from bertjax.tasks import classification, finetune_data
         ft = finetune_data.run_config()
@@ -284,7 +290,8 @@ def run(config: ml_collections.ConfigDict, batch_size: int, seq_len: int, mode: 
     result = {"mode": mode, "batch_size": batch_size, "seq_len": seq_len, "masked_positions": p,
               "dtype": config.model.dtype, "devices": f"{jax.device_count()} x "
               f"{jax.devices()[0].device_kind}", "host": platform.processor() or platform.machine(),
-              "flops_per_step": flops, "peak_flops": peak, "rounds": rounds}
+              "flops_per_step": flops, "peak_flops": peak, "rounds": rounds,
+              "max_position_embeddings": config.model.max_position_embeddings}
     result.update(figures(times.pop("bertjax"), batch_size, seq_len, flops, peak))
     result["peers"] = {}
     for name, peer_times in times.items():

@@ -23,9 +23,15 @@ def _tiny():
 
 
 @pytest.mark.parametrize("mode", ["train", "finetune", "inference"])
-def test_bench_reports_every_figure(mode):
-    result = bench.run(_tiny(), batch_size=4, seq_len=32, mode=mode, steps_n=5, warmup=1,
+def test_bench_reports_every_figure(mode, caplog):
+    config = _tiny()
+    if mode == "inference":  # a longer sequence than the model's positions: grown, and said so
+        config.model.max_position_embeddings = 24
+    result = bench.run(config, batch_size=4, seq_len=32, mode=mode, steps_n=5, warmup=1,
                        peers=[])
+    assert result["max_position_embeddings"] == 32
+    grown = [r for r in caplog.records if "max_position_embeddings=24" in r.getMessage()]
+    assert len(grown) == (mode == "inference")
     for key in ("tokens_per_sec", "sequences_per_sec", "step_ms", "model_tflops_per_sec", "mfu"):
         assert result[key] > 0, key
     assert result["tokens_per_sec"] == pytest.approx(4 * 32 * 1e3 / result["step_ms"])
