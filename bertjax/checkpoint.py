@@ -175,6 +175,15 @@ def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> None:
             f"the config does not match the run in {workdir} ({path}):\n  " + "\n  ".join(diffs)
             + "\nUse a new --workdir, or the checkpoint's settings.")
     _warn_optimizer_changes(saved.get("optimizer", {}), config.optimizer, path)
+    changed = [f"{name}: run {saved[name]!r} -> config {config[name]!r}" for name in RUN_FIELDS
+               if name in saved and name in config and saved[name] != config[name]]
+    if changed:  # extending a run is normal; a reshaped learning-rate schedule should be seen
+        logging.warning("resuming with other training settings than the run's (%s): %s; the "
+                        "learning-rate schedule follows the new values", path, "; ".join(changed))
+
+
+# Top-level fields a resumed run may change, which change what its remaining steps do.
+RUN_FIELDS = ("num_train_steps", "batch_size")
 
 
 # Fields added to config.optimizer since runs were first saved, with the behaviour such runs had.

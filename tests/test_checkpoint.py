@@ -138,3 +138,21 @@ def test_a_restore_error_that_is_no_missing_file_is_not_called_damage(tmp_path, 
     with pytest.raises(TypeError, match="an unrelated failure"):
         _restore(workdir, 2)
     assert os.path.isdir(os.path.join(workdir, "checkpoints", "2", "state"))
+
+
+def test_resuming_with_another_step_count_says_the_schedule_follows_it(tmp_path, caplog):
+    """Extending a run is allowed, but its learning-rate schedule is reshaped: a warning names
+    the changed fields; an unchanged config warns of nothing."""
+    config = config_lib.pretraining("tiny")
+    with open(ckpt_lib.config_path(str(tmp_path)), "w") as f:
+        f.write(config.to_json_best_effort())
+    with caplog.at_level("WARNING"):
+        ckpt_lib.check_compatible(str(tmp_path), config)
+    assert not caplog.records
+    config.num_train_steps += 100
+    with caplog.at_level("WARNING"):
+        ckpt_lib.check_compatible(str(tmp_path), config)
+    [record] = caplog.records
+    assert (f"num_train_steps: run {config.num_train_steps - 100} -> config "
+            f"{config.num_train_steps}") in record.getMessage()
+    assert "schedule follows the new values" in record.getMessage()
