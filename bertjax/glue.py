@@ -68,10 +68,13 @@ def apply_override(config: ml_collections.ConfigDict, dotted: str, text: str) ->
         if text.lower() not in ("true", "false", "1", "0"):
             raise ValueError(f"--config.{dotted}={text!r}: expected true or false")
         value: Any = text.lower() in ("true", "1")
-    elif isinstance(old, int):
-        value = int(text)
-    elif isinstance(old, float):
-        value = float(text)
+    elif isinstance(old, (int, float)):
+        kind = type(old)
+        try:
+            value = kind(text)
+        except ValueError:
+            raise ValueError(f"--config.{dotted}={text!r}: expected "
+                             f"{'an integer' if kind is int else 'a number'}") from None
     elif isinstance(old, (tuple, list)):
         value = tuple(x.strip() for x in text.split(",") if x.strip())
     elif old is None:
@@ -203,16 +206,30 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [t for t in tasks if t not in glue_config.TASKS]
     if unknown:
         parser.error(f"--tasks: unknown GLUE task(s) {unknown} (have: {sorted(glue_config.TASKS)})")
-    for t in tasks:  # fail on a bad override before any training
-        task_config(t, args.init_from, overrides)
+    try:
+        for t in tasks:  # fail on a bad override before any training
+            task_config(t, args.init_from, overrides)
+    except ValueError as e:
+        parser.error(str(e))
     from bertjax import train  # pylint: disable=import-outside-toplevel
     train.setup_process(args.coordinator_address, args.num_processes, args.process_id)
-    source_cfg = source_model_config(args.init_from)
+    try:  # a bad --init_from, data, config or workdir: its message, not a traceback
+        source_cfg = source_model_config(args.init_from)
+    except train._user_errors() as e:  # pylint: disable=protected-access
+        print(f"error: --init_from: {e}", file=sys.stderr)
+        return 2
     os.makedirs(args.workdir, exist_ok=True)
     results = read_results(args.workdir)  # tasks finished by earlier runs keep their rows
     for i, t in enumerate(tasks):
         logging.info("GLUE %s -> %s", t, os.path.join(args.workdir, t))
-        scores = run_task(t, os.path.join(args.workdir, t), args.init_from, overrides, source_cfg)
+        try:
+            scores = run_task(t, os.path.join(args.workdir, t), args.init_from, overrides,
+                              source_cfg)
+        except train._user_errors() as e:  # pylint: disable=protected-access
+            print(f"error: GLUE {t}: {e}" + (f" (the table of the tasks finished so far is in "
+                                              f"{args.workdir}/glue.md)" if results else ""),
+                  file=sys.stderr)
+            return 2
         if scores is None:
             if results.pop(t, None) is not None:  # its old row no longer describes W/<task>
                 write_tables(results, args.workdir)

@@ -211,3 +211,33 @@ def test_glue_periods_follow_an_overridden_num_train_steps():
     cfg = glue.task_config("rte", "", [("eval_every_steps", "4")])
     assert (cfg.eval_every_steps, cfg.checkpoint_every_steps) == (4, 4)
     assert json.loads(cfg.to_json())["eval_every_steps"] == 4  # config.json holds the value
+
+
+def test_glue_bad_input_is_a_message_not_a_traceback(tmp_path, fake_glue, monkeypatch, capsys):
+    """A bad override value and a task's user error (here a config the trainer refuses) end with
+    a message naming what is wrong (they were tracebacks); finished tasks keep their table."""
+    with pytest.raises(SystemExit) as e:
+        glue.main(["--init_from", "x", "--workdir", str(tmp_path), "--tasks", "rte",
+                   "--config.batch_size=x"])
+    assert e.value.code == 2
+    assert "--config.batch_size='x': expected an integer" in capsys.readouterr().err
+    from bertjax import train
+    outcomes, calls, _ = fake_glue
+    outcomes["rte"] = (False, 0.6)
+    fake_train = train.train_and_evaluate
+
+    def failing_train(cfg, workdir):
+        if cfg.glue_task == "mrpc":
+            raise model_lib.ConfigError("config.num_train_steps must be > 0, got 0")
+        return fake_train(cfg, workdir)
+    monkeypatch.setattr(train, "train_and_evaluate", failing_train)
+    assert glue.main(["--init_from", "x", "--workdir", str(tmp_path), "--tasks", "rte,mrpc"]) == 2
+    err = capsys.readouterr().err
+    assert "error: GLUE mrpc: config.num_train_steps must be > 0" in err and "glue.md" in err
+    assert calls == ["rte"] and "RTE" in (tmp_path / "glue.md").read_text()
+
+
+def test_glue_missing_init_from_is_a_message(tmp_path, capsys):
+    assert glue.main(["--init_from", str(tmp_path / "nosuch"), "--workdir", str(tmp_path / "w"),
+                      "--tasks", "rte"]) == 2
+    assert "error: --init_from: " in capsys.readouterr().err
