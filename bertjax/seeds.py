@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import statistics
+import sys
 from typing import Sequence
 
 import jax
@@ -39,7 +40,9 @@ def parse_seeds(text: str) -> list[int]:
         seeds = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
         raise ConfigError(f"seeds must be comma-separated integers, got {text!r}") from None
-    if not seeds or len(set(seeds)) != len(seeds):
+    if not seeds:
+        raise ConfigError("no seeds given: pass --seeds 1,2,3 (or set config.seeds)")
+    if len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds must be distinct integers, got {text!r}")
     return seeds
 
@@ -55,7 +58,13 @@ def run_seeds(config: ml_collections.ConfigDict, workdir: str, seeds: Sequence[i
         run_cfg = ml_collections.ConfigDict(config.to_dict())
         run_cfg.seed = int(seed)
         run_dir = os.path.join(workdir, f"seed_{seed}")
-        summary = train.train_and_evaluate(run_cfg, run_dir)
+        try:
+            summary = train.train_and_evaluate(run_cfg, run_dir)
+        except train._user_errors() as e:  # pylint: disable=protected-access
+            done = ",".join(map(str, seeds[:i]))
+            e.add_note(f"in seed {seed} ({run_dir})" + (
+                f"; seeds {done} finished, and a rerun returns them at once" if done else ""))
+            raise
         if summary.get("preempted"):
             logging.info("seeds: SIGTERM during seed %d (checkpointed in %s); not started: %s; "
                          "seeds.json not written. Rerun the same command to resume.", seed,
@@ -103,10 +112,15 @@ def main(argv):
     train.setup_process(train._COORDINATOR.value, train._NUM_PROCESSES.value,  # pylint: disable=protected-access
                         train._PROCESS_ID.value)  # pylint: disable=protected-access
     config = train._CONFIG.value  # pylint: disable=protected-access
-    train.adopt_init_from_model(config, config_flags.get_override_values(flags.FLAGS["config"]))
-    seeds = parse_seeds(_SEEDS.value or config.get("seeds", "") or "")
-    result = run_seeds(config, train._WORKDIR.value, seeds,  # pylint: disable=protected-access
-                       _METRIC.value)
+    try:  # a bad --seeds, config, data or checkpoint: its message, not a traceback
+        seeds = parse_seeds(_SEEDS.value or config.get("seeds", "") or "")
+        train.adopt_init_from_model(config,
+                                    config_flags.get_override_values(flags.FLAGS["config"]))
+        result = run_seeds(config, train._WORKDIR.value, seeds,  # pylint: disable=protected-access
+                           _METRIC.value)
+    except train._user_errors() as e:  # pylint: disable=protected-access
+        print("\n".join([f"error: {e}", *getattr(e, "__notes__", [])]), file=sys.stderr)
+        sys.exit(2)
     if result is not None:
         print(format_result(result))
 

@@ -80,3 +80,54 @@ def test_seeds_main_sets_up_the_process_like_train(monkeypatch):
         monkeypatch.setattr(train, name, types.SimpleNamespace(value=None))
     with pytest.raises(SetUp):
         seeds.main(["seeds"])
+
+
+@pytest.fixture
+def seeds_main(monkeypatch):
+    """-> main(seeds_flag, metric="") with the trainer's flags stubbed (unparsed here)."""
+    monkeypatch.setattr(train, "setup_process", lambda *args: None)
+    monkeypatch.setattr(train, "adopt_init_from_model", lambda *args: None)
+    monkeypatch.setattr(seeds.config_flags, "get_override_values", lambda flag: {})
+    for name in ("_COORDINATOR", "_NUM_PROCESSES", "_PROCESS_ID"):
+        monkeypatch.setattr(train, name, types.SimpleNamespace(value=None))
+    cfg = classify_config.get_config("single")
+    cfg.eval_metric = ""
+
+    def main(workdir, seeds_flag):
+        monkeypatch.setattr(train, "_CONFIG", types.SimpleNamespace(value=cfg))
+        monkeypatch.setattr(train, "_WORKDIR", types.SimpleNamespace(value=workdir))
+        monkeypatch.setattr(seeds, "_SEEDS", types.SimpleNamespace(value=seeds_flag))
+        monkeypatch.setattr(seeds, "_METRIC", types.SimpleNamespace(value=""))
+        seeds.main(["seeds"])
+    return main
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("a,1", "seeds must be comma-separated integers, got 'a,1'"),
+    ("1,2,1", "seeds must be distinct integers, got '1,2,1'"),
+    (" , ", "no seeds given: pass --seeds 1,2,3"),  # was "must be distinct integers"
+])
+def test_bad_seeds_flag_is_a_message_not_a_traceback(tmp_path, seeds_main, capsys, flag, message):
+    with pytest.raises(SystemExit) as e:
+        seeds_main(str(tmp_path), flag)
+    assert e.value.code == 2 and f"error: {message}" in capsys.readouterr().err
+
+
+def test_a_failing_seed_is_named_and_the_finished_ones_kept(tmp_path, seeds_main, monkeypatch,
+                                                            capsys):
+    calls = fake_trainer(monkeypatch, {1: ({"step": 4}, {4: {"accuracy": 0.6}})})
+    fake_train = train.train_and_evaluate
+
+    def failing_train(cfg, workdir):
+        if cfg.seed == 2:
+            raise seeds.ConfigError("config.num_train_steps must be > 0, got 0")
+        return fake_train(cfg, workdir)
+    monkeypatch.setattr(train, "train_and_evaluate", failing_train)
+    with pytest.raises(SystemExit) as e:
+        seeds_main(str(tmp_path), "1,2,3")
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and calls == [1]
+    assert "error: config.num_train_steps must be > 0, got 0" in err
+    assert f"in seed 2 ({tmp_path}/seed_2); seeds 1 finished" in err
+    assert (tmp_path / "seed_1" / "metrics.jsonl").exists()
+    assert not (tmp_path / "seeds.json").exists()
