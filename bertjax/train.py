@@ -45,10 +45,11 @@ class NonFiniteError(FloatingPointError):
 def validate(config: ml_collections.ConfigDict, num_devices: int, process_count: int) -> tuple:
     """Every config error we can find before compiling anything; returns the mesh shape."""
     model_lib.validate_config(config.model)
-    optim.validate_config(config.optimizer, config.num_train_steps)
+    # Before optim's checks: 0 steps is the error to name, not a warmup that "exceeds" it.
     for name in ("batch_size", "num_train_steps", "log_every_steps", "checkpoint_every_steps"):
         if config[name] <= 0:
             raise ConfigError(f"config.{name} must be > 0, got {config[name]!r}")
+    optim.validate_config(config.optimizer, config.num_train_steps)
     if config.eval_every_steps < 0:
         raise ConfigError(f"config.eval_every_steps must be >= 0, got {config.eval_every_steps}")
     if config.get("num_eval_batches", -1) == 0:

@@ -63,3 +63,14 @@ def test_unknown_field_fails_with_did_you_mean():
         timeout=120)
     assert proc.returncode != 0
     assert "learning_rat" in proc.stderr and "Did you mean" in proc.stderr, proc.stderr[-2000:]
+
+
+def test_zero_train_steps_is_named_before_the_warmup_that_exceeds_it():
+    """It was 'warmup_steps=... exceeds config.num_train_steps=0' (configs/tagging.py warms up
+    for a fixed number of steps)."""
+    from bertjax.model import ConfigError
+    config = _load(os.path.join(ROOT, "configs", "tagging.py")).get_config()
+    config.num_train_steps = 0
+    assert config.optimizer.warmup_steps > 0
+    with pytest.raises(ConfigError, match=r"^config.num_train_steps must be > 0, got 0$"):
+        train.validate(config, num_devices=1, process_count=1)
