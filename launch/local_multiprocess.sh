@@ -5,7 +5,11 @@
 # cleanly), and the script waits for them. TERM, not INT: a terminal's Ctrl-C also reaches the
 # trainers directly, and a second SIGINT would kill them without their checkpoint.
 set -euo pipefail
-n="$1"; shift
+usage="Usage: $0 N --config CONFIG --workdir DIR [trainer flags]  (N: number of processes, >= 1)"
+if [[ $# -lt 1 || ! "$1" =~ ^[0-9]+$ ]] || ((10#$1 < 1)); then
+  echo "${usage}" >&2; exit 2
+fi
+n=$((10#$1)); shift
 port="${PORT:-$((20000 + RANDOM % 20000))}"
 pids=()
 signalled=0

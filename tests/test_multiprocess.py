@@ -9,6 +9,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 
 import _tiny
 from bertjax import checkpoint as ckpt_lib
@@ -109,3 +110,16 @@ def test_launcher_forwards_sigterm_and_waits_for_its_trainers(tmp_path):
     ckpts = ckpt_lib.Checkpointer(workdir)
     assert steps == {ckpts.latest_step()} and ckpts.latest_step() < 10_000
     ckpts.close()
+
+
+@pytest.mark.parametrize("script, args", [
+    ("local_multiprocess.sh", []),  # was "$1: unbound variable"
+    ("local_multiprocess.sh", ["--config", "configs/bert_tiny.py:smoke"]),  # N forgotten
+    ("local_multiprocess.sh", ["abc"]),  # was "abc: unbound variable"
+    ("local_multiprocess.sh", ["0", "--config", "configs/bert_tiny.py:smoke"]),  # was: exit 0
+    ("tpu_pod.sh", ["my-tpu"]),  # was "$2: unbound variable"
+])
+def test_launch_scripts_print_their_usage_on_missing_or_bad_arguments(script, args):
+    proc = subprocess.run(["bash", os.path.join(ROOT, "launch", script), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=30, check=False)
+    assert proc.returncode == 2 and proc.stderr.startswith("Usage: "), proc.stderr
