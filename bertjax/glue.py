@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     train.setup_process(args.coordinator_address, args.num_processes, args.process_id)
     try:  # a bad --init_from, data, config or workdir: its message, not a traceback
         source_cfg = source_model_config(args.init_from)
-    except train._user_errors() as e:  # pylint: disable=protected-access
+    except train.user_errors() as e:
         print(f"error: --init_from: {e}", file=sys.stderr)
         return 2
     os.makedirs(args.workdir, exist_ok=True)
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             scores = run_task(t, os.path.join(args.workdir, t), args.init_from, overrides,
                               source_cfg)
-        except train._user_errors() as e:  # pylint: disable=protected-access
+        except train.user_errors() as e:
             print(f"error: GLUE {t}: {e}" + (f" (the table of the tasks finished so far is in "
                                               f"{args.workdir}/glue.md)" if results else ""),
                   file=sys.stderr)

@@ -60,7 +60,7 @@ def run_seeds(config: ml_collections.ConfigDict, workdir: str, seeds: Sequence[i
         run_dir = os.path.join(workdir, f"seed_{seed}")
         try:
             summary = train.train_and_evaluate(run_cfg, run_dir)
-        except train._user_errors() as e:  # pylint: disable=protected-access
+        except train.user_errors() as e:
             done = ",".join(map(str, seeds[:i]))
             e.add_note(f"in seed {seed} ({run_dir})" + (
                 f"; seeds {done} finished, and a rerun returns them at once" if done else ""))
@@ -118,7 +118,7 @@ def main(argv):
                                     config_flags.get_override_values(flags.FLAGS["config"]))
         result = run_seeds(config, train._WORKDIR.value, seeds,  # pylint: disable=protected-access
                            _METRIC.value)
-    except train._user_errors() as e:  # pylint: disable=protected-access
+    except train.user_errors() as e:
         print("\n".join([f"error: {e}", *getattr(e, "__notes__", [])]), file=sys.stderr)
         sys.exit(2)
     if result is not None:

@@ -486,9 +486,9 @@ def setup_process(coordinator_address: str | None = None, num_processes: int | N
         jax.distributed.initialize()
 
 
-def _user_errors() -> tuple[type[Exception], ...]:
+def user_errors() -> tuple[type[Exception], ...]:
     """The errors that report a bad input (config, data, tokenizer, checkpoint, workdir), each
-    with a message naming what and where: main prints them without a traceback."""
+    with a message naming what and where: train, glue and seeds print them without a traceback."""
     # pylint: disable=import-outside-toplevel
     from bertjax.data.corpus import CorpusError
     from bertjax.data.prepare import DataConfigError
@@ -510,7 +510,7 @@ def main(argv):
         adopt_init_from_model(config, config_flags.get_override_values(flags.FLAGS["config"]),
                               _WORKDIR.value)
         summary = train_and_evaluate(config, _WORKDIR.value)
-    except _user_errors() as e:
+    except user_errors() as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     if summary["preempted"]:
