@@ -320,6 +320,10 @@ def main(argv, f: dict):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     host.tune_malloc()  # Before JAX starts its CPU client; see bertjax/host.py.
+    try:  # before the peers' probe below, which imports torch and transformers
+        check_args(f["batch_size"].value, f["seq_len"].value, f["steps"].value)
+    except ValueError as e:
+        raise app.UsageError(str(e)) from None
     if f["peers"].value == "none":
         peers = []
     elif f["peers"].value == "auto":
@@ -331,7 +335,6 @@ def main(argv, f: dict):
     else:
         peers = [p.strip() for p in f["peers"].value.split(",") if p.strip()]
     try:
-        check_args(f["batch_size"].value, f["seq_len"].value, f["steps"].value)
         check_run(f["config"].value, f["mode"].value, peers, f["rounds"].value,
                   f["warmup"].value)
     except ValueError as e:

@@ -1,4 +1,4 @@
-"""A thin wrapper on orbax's CheckpointManager for training workdirs.
+"""Training workdirs: their files, and Orbax checkpoints of the training state in them.
 
 Workdir layout:
   W/config.json    the full run config as JSON (written at start; compared on resume)
@@ -56,10 +56,18 @@ class DamagedCheckpointError(ValueError):
     """A saved step whose files are missing or unreadable; the message names the step directory."""
 
 
-def _orbax_reason(error: Exception) -> str:
-    """The first line of an Orbax/TensorStore error, without TensorStore's multi-kilobyte spec."""
+def _orbax_reason(error: Exception, lines: int = 1) -> str:
+    """The first `lines` lines of an Orbax/TensorStore error, without TensorStore's
+    multi-kilobyte spec."""
     text = str(error).split(" [tensorstore_spec")[0].strip()
-    return (text.splitlines() or [""])[0][:300]
+    return "\n".join(line[:300] for line in text.splitlines()[:lines])
+
+
+def _structure_diff(error: Exception) -> str:
+    """Orbax's tree-structure mismatch, the keys that differ included, without its advice to pass
+    partial_restore (no flag of ours)."""
+    return "\n".join(line for line in _orbax_reason(error, lines=12).splitlines()
+                     if "partial_restore" not in line)
 
 
 def _missing_file(step_dir: str) -> str | None:
@@ -70,9 +78,13 @@ def _missing_file(step_dir: str) -> str | None:
     return None
 
 
-# What Orbax and TensorStore say when a step's files are gone or cut short (a KeyError "Item
-# 'state' was not found", a ValueError "NOT_FOUND: ... does not exist", "DATA_LOSS: ...").
-_DAMAGE_SIGNS = ("NOT_FOUND", "DATA_LOSS", "not found", "does not exist", "No such file")
+# What Orbax and TensorStore say when a step's files are gone or cut short (a KeyError 'Item
+# "state" was not found in the checkpoint', a ValueError "NOT_FOUND: ... does not exist",
+# "DATA_LOSS: ...").
+_DAMAGE_SIGNS = ("NOT_FOUND", "DATA_LOSS", "was not found in the checkpoint")
+# Of the OSErrors, those that say a file is gone; not a full disk, too many open files or a
+# permission, which deleting the step would not mend.
+_GONE = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
 
 
 def is_damage(checkpoints_dir: str, step: int, error: Exception) -> bool:
@@ -80,7 +92,7 @@ def is_damage(checkpoints_dir: str, step: int, error: Exception) -> bool:
     than, say, a bug or another device layout): only then is the step called damaged, whose
     advice is to delete it."""
     return (_missing_file(os.path.join(checkpoints_dir, str(step))) is not None
-            or isinstance(error, OSError)
+            or isinstance(error, _GONE)
             or any(sign in _orbax_reason(error) for sign in _DAMAGE_SIGNS))
 
 
@@ -175,15 +187,18 @@ def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> None:
             f"the config does not match the run in {workdir} ({path}):\n  " + "\n  ".join(diffs)
             + "\nUse a new --workdir, or the checkpoint's settings.")
     _warn_optimizer_changes(saved.get("optimizer", {}), config.optimizer, path)
-    changed = [f"{name}: run {saved[name]!r} -> config {config[name]!r}" for name in RUN_FIELDS
-               if name in saved and name in config and saved[name] != config[name]]
-    if changed:  # extending a run is normal; a reshaped learning-rate schedule should be seen
-        logging.warning("resuming with other training settings than the run's (%s): %s; the "
-                        "learning-rate schedule follows the new values", path, "; ".join(changed))
+    for name, effect in RUN_FIELDS.items():  # extending a run is normal, but should be seen
+        if name in saved and name in config and saved[name] != config[name]:
+            logging.warning("resuming with %s: run %r -> config %r (%s): %s", name, saved[name],
+                            config[name], path, effect)
 
 
-# Top-level fields a resumed run may change, which change what its remaining steps do.
-RUN_FIELDS = ("num_train_steps", "batch_size")
+# Top-level fields a resumed run may change, and what the change does to its remaining steps.
+RUN_FIELDS = {
+    "num_train_steps": "the learning-rate schedule follows the new step count",
+    "batch_size": "each step from here reads a batch of the new size, so the rest of the data "
+                  "stream is cut differently from the run's",
+}
 
 
 # Fields added to config.optimizer since runs were first saved, with the behaviour such runs had.
@@ -232,12 +247,13 @@ def restore_or_explain(checkpointer: "Checkpointer", step: int, target: PyTree,
         what = (f"optimizer state of another structure than this config's optimizer keeps "
                 f"({'; '.join(changes)})" if changes else
                 f"training state of another structure than this config makes "
-                f"({_orbax_reason(error)})")
+                f"({_structure_diff(error)})")
         raise CheckpointMismatchError(
             f"the checkpoint in {workdir} (step {step}) holds {what}, so the run cannot resume "
             f"under it. Resume with the run's settings ({config_path(workdir)}), or start a new "
             f"--workdir with --config.init_from={workdir} to train its weights under the new "
-            "ones.") from None
+            "ones (its W/best/ when it kept one; --config.init_from_use=latest for this "
+            "step).") from None
     if isinstance(error, ValueError) and "shape" in _orbax_reason(error) and intact:
         raise CheckpointMismatchError(
             f"the checkpoint in {workdir} (step {step}) does not fit this config's model: "

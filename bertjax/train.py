@@ -269,6 +269,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     data = task.data(config, workdir, jax.process_index(), jax.process_count())
     if latest is not None:  # every process, so none goes on alone into the step's collectives
         ckpt_lib.check_same_tokenizer(workdir, data.tokenizer_dir, config.data)
+    # Pretraining refused this before preparing its data (prepare.check_fits_model); a
+    # fine-tuning tokenizer is checked here, once loaded.
     vocab = tokenizer_lib.num_ids(data.tokenizer) if data.tokenizer is not None else 0
     if vocab > config.model.vocab_size:
         raise ConfigError(f"the tokenizer has {vocab} tokens but config.model.vocab_size="

@@ -105,6 +105,11 @@ def test_resuming_under_an_optimizer_with_another_state_names_the_changed_fields
                                  r"optimizer.grad_clip_norm: run 1.0 -> config 0.0.*"
                                  rf"--config.init_from={workdir}"):
             ckpt_lib.restore_or_explain(checkpointer, 4, target, None, workdir, new_opt)
+        with pytest.raises(ckpt_lib.CheckpointMismatchError) as raised:  # no optimizer change
+            ckpt_lib.restore_or_explain(checkpointer, 4, target, None, workdir)
+        assert "training state of another structure" in str(raised.value)
+        assert "opt_state" in str(raised.value)  # Orbax's lines that name the differing keys
+        assert "partial_restore" not in str(raised.value)
     finally:
         checkpointer.close()
 
@@ -142,7 +147,7 @@ def test_a_restore_error_that_is_no_missing_file_is_not_called_damage(tmp_path, 
 
 def test_resuming_with_another_step_count_says_the_schedule_follows_it(tmp_path, caplog):
     """Extending a run is allowed, but its learning-rate schedule is reshaped: a warning names
-    the changed fields; an unchanged config warns of nothing."""
+    the changed field and what it does; an unchanged config warns of nothing."""
     config = config_lib.pretraining("tiny")
     with open(ckpt_lib.config_path(str(tmp_path)), "w") as f:
         f.write(config.to_json_best_effort())
@@ -155,4 +160,23 @@ def test_resuming_with_another_step_count_says_the_schedule_follows_it(tmp_path,
     [record] = caplog.records
     assert (f"num_train_steps: run {config.num_train_steps - 100} -> config "
             f"{config.num_train_steps}") in record.getMessage()
-    assert "schedule follows the new values" in record.getMessage()
+    assert "schedule follows the new step count" in record.getMessage()
+
+
+@pytest.mark.parametrize("error", [PermissionError(13, "Permission denied"),
+                                   OSError(24, "Too many open files"),
+                                   ValueError("a bug: not found")])
+def test_errors_that_deleting_the_step_would_not_mend_are_raised_as_they_are(tmp_path,
+                                                                            monkeypatch, error):
+    """A permission, a full table of open files or an unrelated 'not found' is no damage: the
+    error comes through unchanged, in restore_params too, with no advice to delete the step."""
+    workdir = str(tmp_path)
+    _saved_run(workdir)
+
+    def failing(*args, **kwargs):
+        raise error
+    monkeypatch.setattr(ckpt_lib.ocp.Checkpointer, "restore", failing)
+    with pytest.raises(type(error)) as raised:
+        ckpt_lib.restore_params(workdir)
+    assert raised.value is error
+    assert not ckpt_lib.is_damage(os.path.join(workdir, "checkpoints"), 2, error)

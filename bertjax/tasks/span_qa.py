@@ -48,7 +48,7 @@ def check_metric_has_questions(config: ml_collections.ConfigDict,
         f"config.eval_metric={config.eval_metric!r} scores the dev set's {what} questions, but "
         f"{finetune_data.split_source(config.data, 'validation')} has no {what} question (all "
         f"{len(evaluation)} are {'un' if what == 'answerable' else ''}answerable): choose "
-        "another metric (f1, exact_match), or a dev set with both kinds")
+        f"another metric (f1, exact_match), or a dev set with {what} questions")
 
 
 @base.register_task("span_qa")
