@@ -139,6 +139,25 @@ def test_save_roundtrip(trained, tmp_path):
         assert again.encode(text).ids == tok.encode(text).ids
 
 
+def test_an_interrupted_save_leaves_the_directory_as_it_was(trained, tmp_path, monkeypatch):
+    """Ctrl-C while a tokenizer is saved over another (vocab --overwrite) leaves the old files
+    whole and together, and no temporary file: it used to leave a new vocab.txt beside the old
+    tokenizer.json, or a cut-off vocab.txt."""
+    _, _, tok = trained
+    small_vocab = tokenizer_lib.train_wordpiece(iter(CORPUS), vocab_size=120, lowercase=True,
+                                                out_dir=str(tmp_path / "small"))
+    tokenizer_lib.save_tokenizer(tok, str(tmp_path / "run"))
+    before = {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()}
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(tokenizer_lib.json, "dump", interrupted)  # the last file written
+    with pytest.raises(KeyboardInterrupt):
+        tokenizer_lib.save_tokenizer(small_vocab, str(tmp_path / "run"))
+    assert {p.name: p.read_bytes() for p in (tmp_path / "run").iterdir()} == before
+    assert small_vocab.get_vocab_size() != tok.get_vocab_size()  # a save would have shown
+
+
 def test_errors_name_the_file(tmp_path):
     with pytest.raises(tokenizer_lib.TokenizerError, match="no such file"):
         tokenizer_lib.load_tokenizer(str(tmp_path / "missing.txt"))

@@ -332,16 +332,29 @@ def save_tokenizer(tok: tokenizers.Tokenizer, out_dir: str, model_max_length: in
     by_id = sorted(vocab.items(), key=lambda kv: kv[1])
     if [i for _, i in by_id] != list(range(len(by_id))):
         raise TokenizerError("tokenizer ids are not contiguous from 0; cannot write vocab.txt")
-    with open(os.path.join(out_dir, "vocab.txt"), "w", encoding="utf-8") as f:
-        f.writelines(token + "\n" for token, _ in by_id)
-    tok.save(os.path.join(out_dir, "tokenizer.json"))
     lowercase, strip_accents = normalizer_settings(tok)
     hf_config = {"tokenizer_class": "BertTokenizer", "do_lower_case": lowercase,
                  "strip_accents": strip_accents, "tokenize_chinese_chars": True,
                  "model_max_length": model_max_length, "unk_token": "[UNK]", "sep_token": "[SEP]",
                  "pad_token": "[PAD]", "cls_token": "[CLS]", "mask_token": "[MASK]"}
-    with open(os.path.join(out_dir, "tokenizer_config.json"), "w", encoding="utf-8") as f:
-        json.dump(hf_config, f, indent=2)
+    # Every file is written in full beside its final name, then all are renamed into place: an
+    # interrupted save (Ctrl-C, a full disk) leaves the directory as it was, never a cut-off
+    # vocab.txt or a vocab.txt of one vocabulary beside the tokenizer.json of another.
+    names = ("vocab.txt", "tokenizer.json", "tokenizer_config.json")
+    tmp = {name: os.path.join(out_dir, f".{name}.tmp") for name in names}
+    try:
+        with open(tmp["vocab.txt"], "w", encoding="utf-8") as f:
+            f.writelines(token + "\n" for token, _ in by_id)
+        tok.save(tmp["tokenizer.json"])
+        with open(tmp["tokenizer_config.json"], "w", encoding="utf-8") as f:
+            json.dump(hf_config, f, indent=2)
+    except BaseException:
+        for path in tmp.values():
+            if os.path.exists(path):
+                os.remove(path)
+        raise
+    for name in names:
+        os.replace(tmp[name], os.path.join(out_dir, name))
 
 
 def _texts(paths: list[str]) -> Iterator[str]:
