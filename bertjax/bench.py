@@ -32,8 +32,8 @@ means little when the spreads overlap), and per peer the same figures plus the r
 from __future__ import annotations
 
 import json
-import math
 import logging
+import math
 import platform
 import statistics
 import sys

@@ -62,11 +62,16 @@ def read_best(workdir: str) -> dict | None:
         return json.load(f)
 
 
+def metric_name(config: ml_collections.ConfigDict) -> str:
+    """config.eval_metric without its optional "eval/" prefix ("" when unset)."""
+    return (config.get("eval_metric", "") or "").removeprefix("eval/")
+
+
 def validate(config: ml_collections.ConfigDict,
              metric_names: Iterable[str] | None = None) -> None:
     """metric_names: what an evaluation logs (the task's eval_metric_names; without "eval/"),
     for config.eval_metric to be among them now rather than at the first evaluation."""
-    metric = (config.get("eval_metric", "") or "").removeprefix("eval/")
+    metric = metric_name(config)
     if metric and metric_names is not None and metric not in metric_names:
         close = (difflib.get_close_matches(metric, list(metric_names), n=1)
                  or sorted(n for n in metric_names if n.endswith("_" + metric)))  # f1: entity_f1
@@ -95,8 +100,8 @@ class BestTracker:
     def __init__(self, config: ml_collections.ConfigDict, workdir: str,
                  tokenizer: Any = None, extra: dict | None = None):
         validate(config)
-        metric = config.get("eval_metric", "") or ""
-        self.metric = metric if not metric or metric.startswith("eval/") else "eval/" + metric
+        metric = metric_name(config)
+        self.metric = "eval/" + metric if metric else ""
         self.mode = config.get("eval_metric_mode", "max")
         self.patience = int(config.get("early_stopping_patience", 0))
         self.model_cfg, self.workdir = config.model, workdir

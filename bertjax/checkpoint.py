@@ -27,6 +27,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from bertjax import model as model_lib
+from bertjax.data import tokenizer as tokenizer_lib
 from bertjax.param_names import UNTRAINED
 
 PyTree = Any
@@ -96,6 +97,14 @@ def is_damage(checkpoints_dir: str, step: int, error: Exception) -> bool:
             or any(sign in _orbax_reason(error) for sign in _DAMAGE_SIGNS))
 
 
+def raise_unreadable(checkpoints_dir: str, step: int, error: Exception) -> None:
+    """Raises, for `error` from restoring `step`: DamagedCheckpointError (from `error`) when it
+    comes from missing or unreadable files (is_damage), else `error` itself, unchanged."""
+    if is_damage(checkpoints_dir, step, error):
+        raise damaged(checkpoints_dir, step, error) from error
+    raise error
+
+
 def damaged(checkpoints_dir: str, step: int, error: Exception) -> DamagedCheckpointError:
     """The error for a step of W/checkpoints that Orbax could not read: names the step directory
     and the first missing file or Orbax's reason, and says how to go on from the steps before
@@ -114,6 +123,15 @@ def damaged(checkpoints_dir: str, step: int, error: Exception) -> DamagedCheckpo
 
 def config_path(workdir: str) -> str:
     return os.path.join(workdir, "config.json")
+
+
+def saved_config(workdir: str) -> dict | None:
+    """W/config.json as a dict (the run's config as last written), or None when there is none."""
+    path = config_path(workdir)
+    if not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
 
 
 def untrained_path(workdir: str) -> str:
@@ -164,10 +182,9 @@ def require_checkpoint(workdir: str) -> None:
 def check_compatible(workdir: str, config: ml_collections.ConfigDict) -> None:
     """Compares the run config with W/config.json; raises naming every differing shape field."""
     path = config_path(workdir)
-    if not os.path.exists(path):
+    saved = saved_config(workdir)
+    if saved is None:
         return
-    with open(path) as f:
-        saved = json.load(f)
     diffs = []
     if saved.get("task") != config.task:
         diffs.append(f"task: checkpoint {saved.get('task')!r} vs config {config.task!r}")
@@ -240,10 +257,8 @@ def restore_or_explain(checkpointer: "Checkpointer", step: int, target: PyTree,
         error = e
     intact = not _missing_file(os.path.join(checkpointer.directory, str(step)))
     if intact and "tree structures do not match" in str(error):
-        changes = []
-        if opt_cfg is not None and os.path.exists(config_path(workdir)):
-            with open(config_path(workdir), encoding="utf-8") as f:
-                changes = _optimizer_changes(json.load(f).get("optimizer", {}), opt_cfg)
+        saved = saved_config(workdir) if opt_cfg is not None else None
+        changes = _optimizer_changes(saved.get("optimizer", {}), opt_cfg) if saved else []
         what = (f"optimizer state of another structure than this config's optimizer keeps "
                 f"({'; '.join(changes)})" if changes else
                 f"training state of another structure than this config makes "
@@ -259,9 +274,7 @@ def restore_or_explain(checkpointer: "Checkpointer", step: int, target: PyTree,
             f"the checkpoint in {workdir} (step {step}) does not fit this config's model: "
             f"{error}\nUse a new --workdir, or the settings the run was made with "
             f"({config_path(workdir)}).") from None
-    if not is_damage(checkpointer.directory, step, error):
-        raise error
-    raise damaged(checkpointer.directory, step, error) from error
+    raise_unreadable(checkpointer.directory, step, error)
 
 
 def tokenizer_for_resume(workdir: str, given: str) -> str:
@@ -272,8 +285,7 @@ def tokenizer_for_resume(workdir: str, given: str) -> str:
     is read), and a path that is there is compared with the copy by check_same_tokenizer."""
     copy = tokenizer_dir(workdir)
     if (not given or os.path.exists(os.path.expanduser(given)) or not has_checkpoint(workdir)
-            or not any(os.path.isfile(os.path.join(copy, name))
-                       for name in ("vocab.txt", "tokenizer.json"))):
+            or not tokenizer_lib.holds_tokenizer(copy)):
         return given
     logging.warning("config.data.tokenizer=%r does not exist (moved or deleted): resuming with "
                     "%s, the copy of the tokenizer this run was trained with", given, copy)
@@ -300,12 +312,9 @@ def check_same_tokenizer(workdir: str, tokenizer_src: str | None,
     with open(mine, "rb") as a, open(new, "rb") as b:
         if a.read() == b.read():
             return
-    changes = []
-    if data_cfg is not None and os.path.exists(config_path(workdir)):
-        with open(config_path(workdir), encoding="utf-8") as f:
-            saved = json.load(f).get("data", {})
-        changes = [f"data.{k}: run {saved[k]!r} -> config {data_cfg[k]!r}" for k in VOCAB_FIELDS
-                   if k in saved and k in data_cfg and saved[k] != data_cfg[k]]
+    saved = (saved_config(workdir) or {}).get("data", {}) if data_cfg is not None else {}
+    changes = [f"data.{k}: run {saved[k]!r} -> config {data_cfg[k]!r}" for k in VOCAB_FIELDS
+               if k in saved and k in data_cfg and saved[k] != data_cfg[k]]
     why = f" (the config changes {'; '.join(changes)})" if changes else ""
     raise CheckpointMismatchError(
         f"{mine} differs from this run's vocabulary {new}{why}: the run in {workdir} was made "
@@ -412,11 +421,11 @@ def _restore_position_from_other_layout(data_dir: str, data_iterator: Any) -> No
 
 
 def _load_run_config(workdir: str) -> dict:
-    path = config_path(workdir)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found: {workdir} is not a bertjax training workdir")
-    with open(path) as f:
-        return json.load(f)
+    run = saved_config(workdir)
+    if run is None:
+        raise FileNotFoundError(f"{config_path(workdir)} not found: {workdir} is not a bertjax "
+                                "training workdir")
+    return run
 
 
 def restore_params(workdir: str, step: int | None = None
@@ -453,9 +462,7 @@ def restore_params(workdir: str, step: int | None = None
                 state=ocp.args.PyTreeRestore(item=item, restore_args=restore_args,
                                              partial_restore=True)))
         except (KeyError, OSError, TypeError, ValueError) as e:  # missing or unreadable files
-            if not is_damage(directory, step, e):
-                raise
-            raise damaged(directory, step, e) from e
+            raise_unreadable(directory, step, e)
     params = model_lib.canonical_params(restored["state"]["params"])
     model_cfg = ml_collections.ConfigDict(run["model"])
     extra = {"task": run.get("task"), "step": int(step), "config": run,

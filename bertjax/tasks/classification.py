@@ -16,6 +16,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from bertjax import best
 from bertjax.model import ConfigError
 from bertjax.tasks import base, features, finetune_data, heads, metrics, readers
 
@@ -201,7 +202,7 @@ class ClassificationTask(finetune_data.LabelNames, base.Task):
             if name not in table:
                 raise ConfigError(f"config.classification.metrics: {name!r} is not one of "
                                   f"{sorted(table)} for kind {self.opts.kind!r}")
-        metric = (config.get("eval_metric", "") or "").removeprefix("eval/")
+        metric = best.metric_name(config)
         if metric in table and metric not in self.eval_metric_names():
             raise ConfigError(f"config.eval_metric={config.eval_metric!r} is computed only when "
                               f"config.classification.metrics lists it (now "

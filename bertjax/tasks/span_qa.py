@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from bertjax import best
 from bertjax.model import ConfigError
 from bertjax.tasks import base, features, finetune_data, heads, metrics, readers, squad_decode
 
@@ -36,7 +37,7 @@ def check_metric_has_questions(config: ml_collections.ConfigDict,
     """A v2.0 breakdown as config.eval_metric (has_ans_* / no_ans_*) is scored only when the dev
     set has questions of its kind (metrics.squad_scores): ConfigError now, when the dev set is
     read, rather than at the first evaluation after training began."""
-    metric = (config.get("eval_metric", "") or "").removeprefix("eval/")
+    metric = best.metric_name(config)
     kind = next((k for k in metrics.SQUAD_BREAKDOWN if metric.startswith(k + "_")), None)
     if kind is None or not evaluation:
         return
